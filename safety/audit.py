@@ -1,0 +1,214 @@
+"""Append-only, hash-chained audit trail in JSON Lines.
+
+Why JSON Lines and not SQLite: a record is one `write()` of one line to a file opened with
+O_APPEND, so a crash can only ever leave a *partial last line*, which `verify()` reports and the
+next `record()` cuts off before appending. The file is readable with `tail`, `grep` and `jq`,
+ships to log collectors as is, and needs no schema migrations. SQLite would add a journal and a
+page format between us and that guarantee without adding anything the chain needs.
+
+Each record holds the SHA-256 of the previous record, so editing or deleting any complete record
+breaks verification from that point on. The trail never stores images: only hashes of inputs,
+scores, reasons and the policy fingerprint. Blocked prompt text is stored only when the policy's
+``audit.store_blocked_prompt_text`` is true.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .verdict import Verdict
+
+GENESIS = "0" * 64
+_TAIL_READ = 1 << 16  # read backwards in 64 KiB steps to find the last record
+
+
+def default_audit_path() -> Path:
+    """``$SDGUARD_AUDIT``, else ``$XDG_STATE_HOME/sdguard/audit.jsonl`` (``~/.local/state`` by default;
+    ``%LOCALAPPDATA%\\sdguard`` on Windows)."""
+    env = os.environ.get("SDGUARD_AUDIT")
+    if env:
+        return Path(env)
+    if os.name == "nt":
+        root = Path(os.environ.get("LOCALAPPDATA", Path.home()))
+    else:
+        root = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
+    return root / "sdguard" / "audit.jsonl"
+
+
+def hash_input(data: bytes | str) -> str:
+    """SHA-256 hex of an input (prompt text, image bytes, file bytes), the only trace kept of it."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of `AuditLog.verify`.
+
+    Args:
+        ok (`bool`): every complete record chains correctly.
+        records (`int`): complete records that verified.
+        error (`str`, *optional*): the first problem found, with its line number.
+        partial_tail (`bool`): the file ends in an incomplete record (a write was cut short);
+            that alone does not make `ok` false.
+    """
+
+    ok: bool
+    records: int
+    error: str | None = None
+    partial_tail: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "records": self.records, "error": self.error, "partial_tail": self.partial_tail}
+
+
+class AuditLog:
+    """An append-only audit trail at `path`.
+
+    Args:
+        path (`str` or `Path`, *optional*): defaults to `default_audit_path()`.
+
+    Example:
+        >>> log = AuditLog(tmp_path / "audit.jsonl")                      # doctest: +SKIP
+        >>> log.record(verdict, input_hash=hash_input(prompt), host="cli")  # doctest: +SKIP
+        >>> log.verify().ok                                                # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_audit_path()
+
+    def record(self, verdict: Verdict, *, input_hash: str, host: str = "cli",
+               text: str | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Append one record and return it.
+
+        Args:
+            verdict (`Verdict`): what was decided.
+            input_hash (`str`): `hash_input()` of what was checked.
+            host (`str`): who asked ("cli", "comfyui", "a1111", "forge").
+            text (`str`, *optional*): the checked text, passed only where the caller's policy
+                lets it be kept (blocked text only with ``audit.store_blocked_prompt_text``).
+            extra (`Mapping`, *optional*): more JSON fields (e.g. the step an in-loop check fired).
+        """
+        body: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "stage": verdict.stage,
+            "profile": verdict.profile,
+            "host": host,
+            "input_sha256": input_hash,
+            "verdict": verdict.to_dict(),
+        }
+        if text is not None:
+            body["text"] = text
+        if extra:
+            body["extra"] = dict(extra)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked() as fd:
+            prev, seq = self._repair_and_last(fd)
+            body = {"seq": seq + 1, "prev": prev, **body}
+            body["hash"] = _record_hash(body)
+            line = (json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            os.write(fd, line)
+            os.fsync(fd)
+        return body
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Complete records in order (a partial last line is skipped)."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    return
+                yield json.loads(raw)
+
+    def tail(self, n: int = 10) -> list[dict[str, Any]]:
+        """The last `n` complete records."""
+        out: list[dict[str, Any]] = []
+        for rec in self.records():
+            out.append(rec)
+            if len(out) > n:
+                out.pop(0)
+        return out
+
+    def verify(self) -> VerifyResult:
+        """Check the whole chain. A partial last line (a write cut short) is reported, not an error."""
+        if not self.path.exists():
+            return VerifyResult(True, 0)
+        prev, count = GENESIS, 0
+        with open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n"):
+                    return VerifyResult(True, count, None, partial_tail=True)
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    return VerifyResult(False, count, f"line {lineno}: not a JSON record")
+                if not isinstance(rec, dict) or rec.get("prev") != prev:
+                    return VerifyResult(False, count, f"line {lineno}: chain broken (prev hash does not match)")
+                if rec.get("seq") != count + 1:
+                    return VerifyResult(False, count, f"line {lineno}: sequence number {rec.get('seq')}, expected {count + 1}")
+                if _record_hash({k: v for k, v in rec.items() if k != "hash"}) != rec.get("hash"):
+                    return VerifyResult(False, count, f"line {lineno}: record was altered (hash mismatch)")
+                prev, count = rec["hash"], count + 1
+        return VerifyResult(True, count)
+
+    @contextmanager
+    def _locked(self) -> Iterator[int]:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            _lock(fd)
+            yield fd
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _repair_and_last(self, fd: int) -> tuple[str, int]:
+        """Cut off a partial last line (a write killed midway), then return (hash, seq) of the
+        last complete record."""
+        size = os.fstat(fd).st_size
+        end = _after_last_newline(fd, size)
+        if end != size:
+            os.ftruncate(fd, end)
+        if end == 0:
+            return GENESIS, 0
+        start = _after_last_newline(fd, end - 1)
+        rec = json.loads(os.pread(fd, end - start, start))
+        return rec["hash"], rec["seq"]
+
+
+def _after_last_newline(fd: int, limit: int) -> int:
+    """Offset just after the last newline among the first `limit` bytes (0 if there is none)."""
+    pos = limit
+    while pos > 0:
+        start = max(0, pos - _TAIL_READ)
+        i = os.pread(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def _record_hash(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+if os.name == "nt":  # pragma: no cover - Windows hosts
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)

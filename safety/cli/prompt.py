@@ -1,0 +1,91 @@
+"""`sdguard check-prompt`: the prompt stage from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..audit import hash_input
+from ..prompt_guard import check_prompts
+from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
+                      policy_from_args, print_json)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-prompt", help="check prompts (and negative prompts) against the policy",
+                       description="Check a prompt, or a file of prompts, against the policy.")
+    p.add_argument("text", nargs="?", help="the prompt (omit with --input)")
+    p.add_argument("--negative", default="", help="the negative prompt")
+    p.add_argument("--input", metavar="FILE",
+                   help="JSON Lines with 'prompt' (and optional 'negative'), or plain text with one "
+                        "prompt per line ('-' for stdin); output is one JSON object per prompt, in order")
+    add_policy_args(p)
+    add_audit_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.text is None) == (args.input is None):
+        raise UsageError("give either a prompt or --input FILE")
+    if args.input is not None and args.negative:
+        raise UsageError("--negative applies to a single prompt; put 'negative' in the JSON Lines input")
+    items = read_prompts(args.input) if args.input is not None else [(args.text, args.negative)]
+    policy = policy_from_args(args)
+    verdicts = check_prompts(items, policy)
+    log = audit_from_args(args)
+    keep_blocked = policy.section("audit")["store_blocked_prompt_text"]
+    for (prompt, negative), verdict in zip(items, verdicts):
+        if log is not None:
+            keep = keep_blocked or not verdict.blocked
+            log.record(verdict, input_hash=hash_input(prompt + "\x00" + negative),
+                       host=policy.section("audit")["host"], text=prompt if keep else None)
+    if args.input is not None or args.json:
+        for verdict in verdicts:
+            print_json(verdict.to_dict())
+    else:
+        verdict = verdicts[0]
+        print(verdict.action.value.upper())
+        for reason in verdict.to_dict()["reasons"]:
+            print(f"  {reason}")
+    return exit_status(verdicts)
+
+
+def read_prompts(source: str) -> list[tuple[str, str]]:
+    """Read the whole input before checking anything, so bad input writes nothing.
+
+    JSON Lines when the first non-blank line is a JSON object (then every line must be one, with a
+    string 'prompt'); otherwise plain text, one prompt per line. Blank lines are skipped.
+    """
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{source}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{source}: cannot read ({e.strerror})") from None
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not lines or not _is_json_object(lines[0][1]):
+        return [(line, "") for _, line in lines]
+    items = []
+    for n, line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            raise UsageError(f"{source}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+            raise UsageError(f"{source}:{n}: expected an object with a string 'prompt'")
+        negative = obj.get("negative", obj.get("negative_prompt", ""))
+        if not isinstance(negative, str):
+            raise UsageError(f"{source}:{n}: 'negative' must be a string")
+        items.append((obj["prompt"], negative))
+    return items
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
