@@ -281,13 +281,16 @@ def _line_of(text: str | None, table: tuple[str, ...], key: str) -> int | None:
         else:
             start = -1
     key_re = re.compile(r'^\s*"?' + re.escape(key) + r'"?\s*=')
+    word_re = re.compile(r"\b" + re.escape(key) + r"\s*=")
     if start >= 0:
-        for i in range(start, len(lines)):
-            if header and lines[i].lstrip().startswith("["):
-                break
-            if key_re.search(lines[i]):
-                return i + 1
-    # Inline tables and dotted keys: the first line that names both the table's last part and the key.
+        end = next((i for i in range(start, len(lines)) if header and lines[i].lstrip().startswith("[")),
+                   len(lines))
+        # A plain `key =` line first, then the key inside an inline table (`t = { key = ... }`).
+        for pattern in (key_re, word_re):
+            for i in range(start, end):
+                if pattern.search(lines[i]):
+                    return i + 1
+    # Dotted keys elsewhere: the first line that names both the table's last part and the key.
     anchor = table[-1] if table else key
     for i, line in enumerate(lines):
         if re.search(r"\b" + re.escape(key) + r"\b", line) and anchor in line:

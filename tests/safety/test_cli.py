@@ -1,0 +1,130 @@
+"""The CLI contract that benchmarks and hosts' scripts rely on: outputs and exit statuses."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from sdguard.cli import main
+
+
+@pytest.fixture
+def lexical_file(tmp_path):
+    path = tmp_path / "lex.toml"
+    path.write_text('extends = "classroom"\n[prompt]\nsemantic = "off"\n')
+    return str(path)
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_single_prompt_json(capsys, lexical_file):
+    status, out, _ = run(capsys, "check-prompt", "a red fox in the snow", "--policy", lexical_file, "--json")
+    data = json.loads(out)
+    assert status == 0
+    assert data["action"] == "allow" and data["categories"] == {} and data["reasons"] == []
+
+
+def test_blocked_prompt_exits_3_with_reasons(capsys, lexical_file):
+    status, out, _ = run(capsys, "check-prompt", "nude woman on a beach", "--policy", lexical_file, "--json")
+    data = json.loads(out)
+    assert status == 3
+    assert data["action"] == "block" and data["categories"]["sexual"] == 1.0
+    assert any("nude" in r for r in data["reasons"])
+
+
+def test_input_jsonl_one_object_per_line_in_order(capsys, tmp_path, lexical_file):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(o) for o in [
+        {"prompt": "a cat"}, {"prompt": "nude", "negative": ""}, {"prompt": "a dog", "negative": "blurry"},
+    ]) + "\n")
+    status, out, _ = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 3
+    assert [r["action"] for r in rows] == ["allow", "block", "allow"]
+    assert all({"action", "categories", "reasons"} <= set(r) for r in rows)
+
+
+def test_input_plain_text_one_prompt_per_line(capsys, tmp_path, lexical_file):
+    src = tmp_path / "in.txt"
+    src.write_text("a cat\n\n{red|blue} bird\n")
+    status, out, _ = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 0 and len(out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"prompt": "ok"}\n{"prompt": \n', "in.jsonl:2: not valid JSON"),
+    (b'{"prompt": "ok"}\n{"text": "x"}\n', "in.jsonl:2: expected an object with a string 'prompt'"),
+    (b'{"prompt": "ok", "negative": 3}\n', "'negative' must be a string"),
+    (b"caf\xe9\n", "not UTF-8"),
+])
+def test_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, lexical_file, content, words):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(content)
+    status, out, err = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 2 and out == "" and words in err
+
+
+def test_usage_errors_exit_2(capsys, tmp_path, lexical_file):
+    assert run(capsys, "check-prompt", "--policy", lexical_file)[0] == 2
+    assert run(capsys, "check-prompt", "x", "--input", "f", "--policy", lexical_file)[0] == 2
+    assert run(capsys, "check-prompt", "x", "--profile", "adult", "--policy", lexical_file)[0] == 2
+    status, out, err = run(capsys, "check-prompt", "--input", str(tmp_path / "missing.jsonl"), "--policy", lexical_file)
+    assert status == 2 and out == "" and "cannot read" in err
+    with pytest.raises(SystemExit) as e:
+        main(["check-prompt", "x", "--profile", "strict"])
+    assert e.value.code == 2
+
+
+def test_audit_flag_records_hashes_not_blocked_text(capsys, tmp_path, lexical_file):
+    log = tmp_path / "audit.jsonl"
+    run(capsys, "check-prompt", "nude secretword", "--policy", lexical_file, "--audit", str(log))
+    run(capsys, "check-prompt", "a quiet lake", "--policy", lexical_file, "--audit", str(log))
+    text = log.read_text()
+    assert "secretword" not in text and "a quiet lake" in text
+    status, out, _ = run(capsys, "audit", "verify", "--path", str(log), "--json")
+    assert status == 0 and json.loads(out)["records"] == 2
+    status, out, _ = run(capsys, "audit", "tail", "-n", "1", "--path", str(log), "--json")
+    assert json.loads(out)["seq"] == 2
+
+
+def test_audit_verify_exits_3_when_broken(capsys, tmp_path):
+    log = tmp_path / "audit.jsonl"
+    log.write_text('{"seq": 1, "prev": "bad"}\n')
+    status, out, _ = run(capsys, "audit", "verify", "--path", str(log))
+    assert status == 3 and "BROKEN" in out
+
+
+def test_policy_show_and_check(capsys, tmp_path):
+    status, out, _ = run(capsys, "policy", "show", "--profile", "adult", "--json")
+    data = json.loads(out)
+    assert status == 0 and data["name"] == "adult"
+    assert data["categories"]["minor_sexual"]["action"] == "block"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "adult"\n[categories.minor_sexual]\naction = "allow"\n')
+    status, out, err = run(capsys, "policy", "check", str(bad))
+    assert status == 2 and f"{bad}:3:" in err and "cannot be relaxed" in err
+
+
+def test_installed_entry_point_runs(tmp_path):
+    exe = pathlib.Path(sys.executable).parent / "sdguard"
+    proc = subprocess.run([str(exe), "policy", "show", "--json"], capture_output=True, text=True,
+                          check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["name"] == "public"
+
+
+def test_install_does_not_shadow_pypi_safety(tmp_path):
+    # Outside the checkout, `safety` must not resolve to our source folder (PyPI's package may own it).
+    code = ("import importlib.util, pathlib, sdguard; s = importlib.util.find_spec('safety'); "
+            "ours = pathlib.Path(sdguard.__file__).resolve().parent; "
+            "print('clash' if s and pathlib.Path(s.origin).resolve().parent == ours else 'ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert proc.stdout.strip() == "ok"

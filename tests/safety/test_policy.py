@@ -1,0 +1,120 @@
+"""Policy loading, profiles, the protected categories and fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdguard import Action, PolicyError, load_policy
+from sdguard.policy import PROFILES
+
+
+def write(tmp_path, text, name="p.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("category", ["minor_sexual", "real_person_sexual"])
+@pytest.mark.parametrize("stage", ["prompt", "model", "preview", "image"])
+def test_protected_categories_block_in_every_profile(profile, category, stage):
+    assert load_policy(profile).action_for(category, stage) is Action.BLOCK
+
+
+def test_default_profile_is_public():
+    assert load_policy().name == "public"
+    assert load_policy().fingerprint == load_policy("public").fingerprint
+
+
+def test_profiles_differ_where_they_should():
+    classroom, public, adult = (load_policy(p) for p in ("classroom", "public", "adult"))
+    assert classroom.action_for("violence", "image") is Action.BLOCK
+    assert public.action_for("sexual", "prompt") is Action.BLOCK
+    assert public.action_for("sexual", "image") is Action.CENSOR
+    assert adult.action_for("sexual", "prompt") is Action.ALLOW
+    assert len({classroom.fingerprint, public.fingerprint, adult.fingerprint}) == 3
+    for p in (classroom, public, adult):
+        assert p.action_for("minor", "prompt") is Action.ALLOW  # an age word alone is never a problem
+
+
+def test_user_file_extends_a_profile_and_changes_fingerprint(tmp_path):
+    path = write(tmp_path, 'extends = "adult"\nname = "host"\n[categories.violence]\naction = "block"\n')
+    policy = load_policy(path)
+    assert policy.name == "host"
+    assert policy.action_for("violence", "prompt") is Action.BLOCK
+    assert policy.action_for("sexual", "prompt") is Action.ALLOW  # inherited from adult
+    assert policy.fingerprint != load_policy("adult").fingerprint
+
+
+def test_user_file_can_extend_another_file(tmp_path):
+    write(tmp_path, 'extends = "classroom"\n[categories.ip_character]\naction = "block"\n', "school.toml")
+    path = write(tmp_path, 'extends = "school.toml"\n[categories.violence]\naction = "warn"\n')
+    policy = load_policy(path)
+    assert policy.action_for("ip_character", "prompt") is Action.BLOCK
+    assert policy.action_for("violence", "prompt") is Action.WARN
+    assert policy.action_for("sexual", "prompt") is Action.BLOCK
+
+
+def test_extends_loop_is_an_error(tmp_path):
+    write(tmp_path, 'extends = "b.toml"\n', "a.toml")
+    write(tmp_path, 'extends = "a.toml"\n', "b.toml")
+    with pytest.raises(PolicyError, match="deeper than"):
+        load_policy(tmp_path / "a.toml")
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ('extends = "adult"\n\n[categories.minor_sexual]\naction = "warn"\n', 4, "cannot be relaxed"),
+    ('extends = "adult"\n[categories.real_person_sexual]\n# comment\naction = "allow"\n', 4, "cannot be relaxed"),
+    ('[categories.minor_sexual]\nstage_actions = { image = "censor" }\n', 2, "cannot be relaxed"),
+    ('[categories.minor_sexual]\nthresholds = { lexical = 1.0 }\n[categories.real_person_sexual]\n'
+     'thresholds = { lexical = 1.0 }\n[categories.sexual]\naction = "allow"\n', None, None),
+    ('[combinations.minor_sexual]\nall = ["minor"]\nany = ["violence"]\n', 1, "cannot be edited"),
+    ('[categories.sexual]\naction = "explode"\n', 2, "not one of allow, warn, censor, block"),
+    ('[prompt]\nsemantic = "sometimes"\n', 2, "not one of required, optional, off"),
+    ('[prompt]\nsemantics = "off"\n', 2, "unknown key 'semantics'"),
+    ('colour = "red"\n', 1, "unknown key 'colour'"),
+    ('[audit]\nstore_blocked_prompt_text = "yes"\n', 2, "must be bool"),
+    ('[categories.sexual]\nthresholds = { lexical = 2 }\n', 2, "from 0 to 1"),
+    ('[categories.drugs]\nthresholds = { lexical = 1.0 }\n', 1, "needs an action"),
+    ('name = "x"\n[categories\n', 2, "not valid TOML"),
+])
+def test_bad_files_name_the_line(tmp_path, text, line, words):
+    path = write(tmp_path, text)
+    if words is None:  # the control: restating the built-in values is fine
+        load_policy(path)
+        return
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert words in str(err.value)
+    assert f"{path}:{line}:" in str(err.value)
+    assert err.value.line == line
+
+
+def test_protected_thresholds_may_only_get_stricter(tmp_path):
+    stricter = write(tmp_path, '[categories.minor_sexual]\nthresholds = { lexical = 0.5 }\n', "ok.toml")
+    assert load_policy(stricter).threshold("minor_sexual", "lexical") == 0.5
+
+
+def test_relaxing_sexual_does_not_relax_the_minor_sexual_combination(tmp_path):
+    path = write(tmp_path, 'extends = "adult"\n[categories.sexual]\nthresholds = { semantic = 1.0 }\n')
+    policy = load_policy(path)
+    assert policy.threshold("sexual", "semantic") == 1.0
+    assert policy.combo_threshold("sexual", "semantic", 1.0) == load_policy("public").threshold("sexual", "semantic")
+
+
+def test_missing_profile_or_file():
+    with pytest.raises(FileNotFoundError, match="profiles: classroom, public, adult"):
+        load_policy("nonexistent-profile")
+
+
+def test_not_utf8(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'name = "\xff"\n')
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        load_policy(path)
+
+
+def test_policy_is_read_only():
+    policy = load_policy()
+    with pytest.raises(TypeError):
+        policy.data["categories"]["sexual"]["action"] = "allow"  # type: ignore[index]
