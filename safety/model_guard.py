@@ -1,0 +1,249 @@
+"""The model stage: screen a LoRA, checkpoint or embedding file before a host loads it.
+
+`check_model_file(path, policy)` reads only what it needs: a safetensors header (never the
+tensors), or a pickle's opcode stream (never unpickled), and hashes the file once (then caches the
+hashes and the verdict per file state and policy). Findings come from:
+
+- the hash, against blocklists a host imports (``blocked_hash``: blocks in every profile);
+- the format: pickle checkpoints can run code when loaded (``unsafe_format`` unless
+  ``[model] allow_pickle``) and dangerous imports block regardless (``unsafe_code``);
+- the file name and metadata, through the prompt stage's term engine, with training tags weighed
+  by the share of images that carry them (`model_metadata`).
+
+A file that cannot be parsed blocks with reason ``malformed_input``; a screen that cannot run
+(the term lists fail to load) blocks with ``guard_unavailable``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .hash_blocklist import Blocklist
+from .model_hashes import CACHE_FILE, FileHashes, FileKey, HashCache, default_cache_dir, hash_file
+from .model_metadata import TermScanner, details_of, metadata_findings, tag_stats
+from .pickle_scan import looks_like_pickle, scan_pickle_file
+from .policy import Policy, load_policy
+from .safetensors_header import SafetensorsHeader, looks_like_safetensors, read_header
+from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, unavailable
+
+logger = logging.getLogger("sdguard.model")
+
+STAGE = "model"
+SAFETENSORS = "safetensors"
+PICKLE = "pickle"
+UNKNOWN = "unknown"
+SAFETENSORS_EXTS = (".safetensors", ".sft")
+PICKLE_EXTS = (".ckpt", ".pt", ".pth", ".bin")
+MODEL_EXTS = SAFETENSORS_EXTS + PICKLE_EXTS
+BLOCKED_HASH = "blocked_hash"
+UNSAFE_FORMAT = "unsafe_format"
+UNSAFE_CODE = "unsafe_code"
+UNKNOWN_IMPORT = "unknown_import"
+# Bump when findings or details change meaning, so cached verdicts from older code are not reused.
+SCREEN_VERSION = "1"
+_SNIFF_BYTES = 16
+
+
+def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None, *,
+                     blocklists: Iterable[Blocklist] = (), cache: HashCache | None = None,
+                     lexicon: TermScanner | None = None) -> Verdict:
+    """Screen one model file.
+
+    Args:
+        path (`str` or `PathLike`): a ``.safetensors``, ``.ckpt``, ``.pt``, ``.pth`` or ``.bin`` file
+            (the format is sniffed from the bytes; the extension only breaks ties).
+        policy (`Policy`, *optional*, defaults to the ``public`` profile).
+        blocklists (`Iterable[Blocklist]`, *optional*): hash lists; a listed file blocks in every profile.
+        cache (`HashCache`, *optional*): where hashes and verdicts are kept; defaults to the user
+            cache (``$SDGUARD_CACHE``). Pass ``HashCache(":memory:")`` for none that outlives the process.
+        lexicon (`TermScanner`, *optional*): the prompt stage's term engine; defaults to its lists.
+
+    Returns:
+        `Verdict` with stage ``"model"``; details hold ``format``, ``sha256``, ``autov2``, ``autov3``,
+        ``error`` (when malformed), ``top_tags`` and, for pickles, the imported globals.
+
+    Raises:
+        `FileNotFoundError`, `IsADirectoryError`, `PermissionError`: the path is not a readable file.
+
+    Example:
+        >>> check_model_file("models/loras/style.safetensors", load_policy("public")).action  # doctest: +SKIP
+        <Action.ALLOW: 'allow'>
+    """
+    policy = policy or load_policy()
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
+    key = FileKey.of(path)
+    blocklist = Blocklist.combine(blocklists)
+    cache = cache if cache is not None else default_cache()
+    try:
+        lexicon = lexicon if lexicon is not None else _default_lexicon()
+    except Exception as e:  # noqa: BLE001 - any failure to load the term lists fails closed
+        return unavailable(STAGE, policy, "the term lists", e, {"path": key.path})
+    screen_key = _screen_key(policy, blocklist, lexicon)
+    if screen_key is not None:
+        stored = cache.get_verdict(key, screen_key)
+        if stored is not None:
+            return _decode(stored)
+    verdict = _screen(key, policy, blocklist, lexicon, cache)
+    if screen_key is not None and FileKey.of(key.path) == key:  # unchanged while we read it
+        cache.put_verdict(key, screen_key, _encode(verdict))
+    return verdict
+
+
+def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermScanner,
+            cache: HashCache) -> Verdict:
+    settings = policy.section(STAGE)
+    fmt = detect_format(key.path)
+    findings: list[Finding] = []
+    details: dict[str, Any] = {"path": key.path, "file_name": os.path.basename(key.path), "format": fmt,
+                               "size": key.size}
+    error = None
+    header: SafetensorsHeader | None = None
+    metadata: Mapping[str, str] = {}
+    if fmt == SAFETENSORS:
+        header = read_header(key.path)
+        error = header.error
+        metadata = header.metadata
+    elif fmt == PICKLE:
+        scan = scan_pickle_file(key.path)
+        error = scan.error
+        details.update(pickle_container=scan.container, pickle_globals=list(scan.globals),
+                       pickle_dangerous=list(scan.dangerous))
+        findings += _pickle_findings(scan.dangerous, scan.unknown, settings["allow_pickle"])
+    else:
+        findings.append(Finding(UNSAFE_FORMAT, 1.0, "format", term=Path(key.path).suffix or "(no extension)",
+                                detail="neither safetensors nor a pickle checkpoint: cannot be screened"))
+    hashes = _hashes(key, header, cache)
+    details.update(hashes.to_dict())
+    findings += _blocklist_findings(blocklist, hashes)
+    stats = tag_stats(metadata)
+    findings += metadata_findings(metadata, details["file_name"], lexicon, policy, stats)
+    details.update(details_of(stats, settings["top_tags"]))
+    if error is not None:
+        details["error"] = error
+    verdict = decide(STAGE, findings, policy, details)
+    if error is None:
+        return verdict
+    reason = Reason(MALFORMED_INPUT, Action.BLOCK,
+                    f"{MALFORMED_INPUT}: not a valid {fmt} file ({error}); blocked because it cannot be screened")
+    return replace(verdict, action=Action.BLOCK, reasons=(reason, *verdict.reasons))
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """``safetensors``, ``pickle`` or ``unknown``, from the first bytes, then the extension."""
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        size = os.fstat(f.fileno()).st_size
+    suffix = Path(path).suffix.lower()
+    if looks_like_safetensors(head, size) or suffix in SAFETENSORS_EXTS:
+        return SAFETENSORS
+    if looks_like_pickle(head) or suffix in PICKLE_EXTS:
+        return PICKLE
+    return UNKNOWN
+
+
+def _hashes(key: FileKey, header: SafetensorsHeader | None, cache: HashCache) -> FileHashes:
+    cached = cache.get_hashes(key)
+    if cached is not None:
+        return cached
+    offset = header.data_offset if header is not None else None
+    hashes = hash_file(key.path, data_offset=offset)
+    if FileKey.of(key.path) == key:
+        cache.put_hashes(key, hashes)
+    else:
+        logger.warning("%s changed while it was hashed; not caching its hashes", key.path)
+    return hashes
+
+
+def _pickle_findings(dangerous: Iterable[str], unknown: Iterable[str], allow_pickle: bool) -> list[Finding]:
+    findings = [Finding(UNSAFE_CODE, 1.0, "pickle_scan", term=name,
+                        detail="imported when the file is loaded; can run code") for name in dangerous]
+    if not allow_pickle:
+        findings.append(Finding(UNSAFE_FORMAT, 1.0, "format", term=PICKLE,
+                                detail="pickle checkpoints can run code when loaded; use the .safetensors "
+                                       "version, or set [model] allow_pickle = true in a policy file"))
+    else:
+        findings += [Finding(UNKNOWN_IMPORT, 1.0, "pickle_scan", term=name,
+                             detail="not on the list of imports ordinary checkpoints use") for name in unknown]
+    return findings
+
+
+def _blocklist_findings(blocklist: Blocklist, hashes: FileHashes) -> list[Finding]:
+    findings = []
+    for entry in blocklist.match(hashes):
+        detail = f"listed as {entry.category}" + (f": {entry.reason}" if entry.reason else "")
+        if entry.source:
+            detail += f" (source: {entry.source})"
+        # blocked_hash blocks in every profile; the list's category is reported (and combined) too.
+        for category in dict.fromkeys((BLOCKED_HASH, entry.category)):
+            findings.append(Finding(category, 1.0, "blocklist", term=f"{entry.hash_type}:{entry.hash}",
+                                    model=blocklist.name, detail=detail))
+    return findings
+
+
+def _default_lexicon() -> TermScanner:
+    from .prompt_lexical import Lexicon
+
+    lexicon = Lexicon.default()
+    if not callable(getattr(lexicon, "scan", None)):
+        raise RuntimeError("prompt_lexical.Lexicon has no scan(text, field); update sdguard")
+    return lexicon
+
+
+def _screen_key(policy: Policy, blocklist: Blocklist, lexicon: TermScanner) -> str | None:
+    """What a cached verdict depends on besides the file. ``None`` (no verdict caching) when the
+    term engine cannot say which lists it holds."""
+    lists = getattr(lexicon, "fingerprint", None)
+    if lists is None:
+        try:
+            is_default = lexicon is _default_lexicon()
+        except Exception:  # noqa: BLE001 - only decides whether to cache
+            is_default = False
+        if not is_default:
+            return None
+        lists = _bundled_terms_fingerprint()
+    parts = (SCREEN_VERSION, policy.fingerprint, blocklist.fingerprint, str(lists))
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_terms_fingerprint() -> str:
+    digest = hashlib.sha256()
+    terms = resources.files(__package__).joinpath("data", "terms")
+    for item in sorted(terms.iterdir(), key=lambda t: t.name) if terms.is_dir() else ():
+        if item.is_file():
+            digest.update(item.name.encode() + b"\x00" + item.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_DEFAULT_CACHES: dict[str, HashCache] = {}
+
+
+def default_cache() -> HashCache:
+    """The process's cache at the default location (re-read from ``$SDGUARD_CACHE`` each call)."""
+    path = str(default_cache_dir() / CACHE_FILE)
+    if path not in _DEFAULT_CACHES:
+        _DEFAULT_CACHES[path] = HashCache(path)
+    return _DEFAULT_CACHES[path]
+
+
+def _encode(verdict: Verdict) -> dict[str, Any]:
+    # Verdict.to_dict keeps one action per verdict; keep each reason's own for an exact round trip.
+    return dict(verdict.to_dict(), _reason_actions=[r.action.value for r in verdict.reasons])
+
+
+def _decode(data: Mapping[str, Any]) -> Verdict:
+    data = dict(data)
+    actions = data.pop("_reason_actions", [])
+    verdict = Verdict.from_dict(data)
+    reasons = tuple(replace(r, action=Action(a)) for r, a in zip(verdict.reasons, actions))
+    return replace(verdict, reasons=reasons)
+

@@ -1,0 +1,213 @@
+"""Screening a model's metadata with the prompt stage's term engine: names, descriptions and the
+training tags, weighed by how many training images carry them.
+
+Text fields (the file name, ``ss_output_name``, ``ss_training_comment``, ``modelspec.*``, the
+dataset folder names) give one lexical finding per term, like a prompt. The training tags in
+kohya's ``ss_tag_frequency`` give one finding per category whose score is the *share* of training
+images tagged with that category's terms, judged against the policy's ``tag_share`` threshold:
+one stray tag among 5,000 images is noise; a tag on a tenth of them is what the model learned.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .policy import Policy
+from .verdict import Finding
+
+TEXT_KEYS = ("ss_output_name", "ss_training_comment", "modelspec.title", "modelspec.description",
+             "modelspec.tags", "modelspec.trigger_phrase")
+TAG_KEY = "ss_tag_frequency"
+DIRS_KEY = "ss_dataset_dirs"
+IMAGES_KEY = "ss_num_train_images"
+FILE_NAME_FIELD = "file_name"
+LEXICAL = "lexical"
+TAG_SHARE = "tag_share"
+# The prompt stage's "adult" hits only soften minor cues in a negative prompt; they are no
+# evidence about a model.
+CUE_ONLY = frozenset({"adult"})
+# Only this many distinct tags (the most frequent) are screened; real LoRAs have a few thousand.
+MAX_TAGS = 50_000
+# A category without a tag_share threshold fires only when every training image carries it.
+DEFAULT_TAG_SHARE = 1.0
+# Tags quoted per finding in its detail.
+TAGS_PER_FINDING = 5
+_TAG_SEPARATOR = "\n"  # between tags when screened as one text, so no term spans two tags
+
+
+class TermHitLike(Protocol):
+    category: str
+    term: str
+    span: tuple[int, int]
+    field: str
+
+
+class TermScanner(Protocol):
+    """The prompt stage's `Lexicon`: ``scan(text, field) -> list[TermHit]``."""
+
+    def scan(self, text: str, field: str) -> Sequence[TermHitLike]: ...
+
+
+@dataclass(frozen=True)
+class TagStats:
+    """Training tags merged over dataset folders.
+
+    Args:
+        counts (`dict[str, int]`): images per tag (lowercased), most frequent first.
+        images (`int`): training images the shares are computed against (0 when unknown).
+        basis (`str`): where `images` came from: ``ss_dataset_dirs``, ``ss_num_train_images`` or
+            ``max tag count``.
+        error (`str`, *optional*): why ``ss_tag_frequency`` or ``ss_dataset_dirs`` could not be read.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    images: int = 0
+    basis: str = ""
+    error: str | None = None
+
+    def top(self, n: int) -> list[tuple[str, int]]:
+        return list(self.counts.items())[:n]
+
+
+def tag_stats(metadata: Mapping[str, str]) -> TagStats:
+    """Parse kohya's ``ss_tag_frequency`` (``{folder: {tag: count}}`` as a JSON string) and the
+    image count it should be weighed against. Malformed values give an empty result with `.error`."""
+    errors = []
+    counts: dict[str, int] = {}
+    raw = metadata.get(TAG_KEY)
+    if raw:
+        try:
+            folders = json.loads(raw)
+            if not isinstance(folders, dict):
+                raise ValueError("not an object")
+            for tags in folders.values():
+                if not isinstance(tags, dict):
+                    raise ValueError("a folder's tags are not an object")
+                for tag, count in tags.items():
+                    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                        raise ValueError(f"count of {tag!r} is not a non-negative integer")
+                    name = " ".join(tag.split()).lower()
+                    if name:
+                        counts[name] = counts.get(name, 0) + count
+        except (ValueError, RecursionError) as e:
+            errors.append(f"{TAG_KEY}: {e}")
+            counts = {}
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TAGS])
+    images, basis = _image_count(metadata, errors)
+    most = next(iter(ordered.values()), 0)
+    if most > images:
+        images, basis = most, "max tag count"
+    return TagStats(ordered, images, basis, "; ".join(errors) or None)
+
+
+def _image_count(metadata: Mapping[str, str], errors: list[str]) -> tuple[int, str]:
+    """Images without repeats: the dataset folders' ``img_count`` sum, else ``ss_num_train_images``
+    (which kohya counts *with* repeats, so shares computed from it err low)."""
+    raw = metadata.get(DIRS_KEY)
+    if raw:
+        try:
+            dirs = json.loads(raw)
+            total = sum(int(d.get("img_count", 0)) for d in dirs.values() if isinstance(d, dict))
+            if total > 0:
+                return total, DIRS_KEY
+        except (ValueError, TypeError, AttributeError, RecursionError) as e:
+            errors.append(f"{DIRS_KEY}: {e}")
+    try:
+        return max(0, int(metadata.get(IMAGES_KEY, "0"))), IMAGES_KEY
+    except ValueError:
+        return 0, ""
+
+
+def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: TermScanner,
+                      policy: Policy, stats: TagStats | None = None) -> list[Finding]:
+    """Findings from a model's file name and metadata.
+
+    Args:
+        metadata (`Mapping[str, str]`): the safetensors ``__metadata__`` (empty for other formats).
+        file_name (`str`): the file's name (no folders).
+        lexicon (`TermScanner`): the prompt stage's term engine.
+        policy (`Policy`): supplies the lexical and ``tag_share`` thresholds.
+        stats (`TagStats`, *optional*): `tag_stats(metadata)`, when the caller already has it.
+
+    Returns:
+        `list[Finding]`: lexical findings (field = the metadata key or ``file_name``) and one
+        ``tag_share`` finding per category seen in the training tags.
+    """
+    texts: dict[str, str] = {FILE_NAME_FIELD: file_name}
+    texts.update({key: metadata[key] for key in TEXT_KEYS if metadata.get(key)})
+    folders = _folder_names(metadata.get(DIRS_KEY, ""))
+    if folders:
+        texts[DIRS_KEY] = _TAG_SEPARATOR.join(folders)
+    findings = []
+    seen: set[tuple[str, str, str]] = set()
+    for key, text in texts.items():
+        for hit in lexicon.scan(_spaced(text), key):
+            if hit.category in CUE_ONLY or (key, hit.category, hit.term) in seen:
+                continue
+            seen.add((key, hit.category, hit.term))
+            findings.append(Finding(hit.category, 1.0, LEXICAL, policy.threshold(hit.category, LEXICAL, 1.0),
+                                    term=hit.term, span=tuple(hit.span), field=key))
+    stats = stats if stats is not None else tag_stats(metadata)
+    findings += _tag_findings(stats, lexicon, policy)
+    return findings
+
+
+def _tag_findings(stats: TagStats, lexicon: TermScanner, policy: Policy) -> list[Finding]:
+    if not stats.counts or stats.images <= 0:
+        return []
+    tags = list(stats.counts)
+    starts, position = [], 0
+    for tag in tags:
+        starts.append(position)
+        position += len(tag) + len(_TAG_SEPARATOR)
+    # One scan over all tags: the term engine's cost is per call, and a LoRA has thousands of tags.
+    text = _spaced(_TAG_SEPARATOR.join(tags))
+    per_category: dict[str, dict[str, int]] = {}
+    for hit in lexicon.scan(text, TAG_KEY):
+        index = bisect.bisect_right(starts, hit.span[0]) - 1
+        if hit.category in CUE_ONLY or hit.span[1] > starts[index] + len(tags[index]):
+            continue
+        per_category.setdefault(hit.category, {})[tags[index]] = stats.counts[tags[index]]
+    findings = []
+    for category, hits in per_category.items():
+        ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
+        top_tag, count = ranked[0]
+        # The largest single tag is a lower bound on the images carrying any of these tags.
+        share = min(1.0, count / stats.images)
+        quoted = ", ".join(f"{tag} ({n})" for tag, n in ranked[:TAGS_PER_FINDING])
+        more = f" and {len(ranked) - TAGS_PER_FINDING} more" if len(ranked) > TAGS_PER_FINDING else ""
+        findings.append(Finding(
+            category, share, TAG_SHARE, policy.threshold(category, TAG_SHARE, DEFAULT_TAG_SHARE),
+            term=top_tag, field=TAG_KEY,
+            detail=f"{count} of {stats.images} training images ({share:.1%}); tags: {quoted}{more}",
+        ))
+    return findings
+
+
+def _folder_names(raw: str) -> list[str]:
+    """Dataset folder names from ``ss_dataset_dirs`` (``{"10_name": {"n_repeats":..}}``)."""
+    if not raw:
+        return []
+    try:
+        dirs = json.loads(raw)
+    except (ValueError, RecursionError):
+        return [raw]  # screen the raw text rather than nothing
+    return [str(name) for name in dirs] if isinstance(dirs, dict) else [raw]
+
+
+def _spaced(text: str) -> str:
+    """Underscores as spaces (``10_some_name``, ``long_hair``), same length so spans still line up."""
+    return text.replace("_", " ")
+
+
+def details_of(stats: TagStats, top_n: int) -> dict[str, Any]:
+    """Verdict details for the training tags: the top tags and what shares were computed against."""
+    out: dict[str, Any] = {"top_tags": [[tag, n] for tag, n in stats.top(top_n)],
+                           "train_images": stats.images}
+    if stats.error:
+        out["metadata_error"] = stats.error
+    return out

@@ -1,0 +1,248 @@
+"""List what a pickle would import, without unpickling it.
+
+Pickle-based checkpoints (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run any code when loaded:
+unpickling calls whatever callables the stream names. This scanner walks the opcode stream with
+`pickletools.genops` (which only decodes, never executes) and collects the globals it imports:
+``GLOBAL``/``INST`` name them inline, ``STACK_GLOBAL`` takes them from the two strings pushed
+before it (memo look-ups followed). Imports that can run code (os.system, builtins.eval, ...) are
+`dangerous`; one the scanner cannot resolve is dangerous too, since a scan that cannot tell must
+not pass.
+
+Formats: PyTorch's zip format (``archive/data.pkl`` and any other ``*.pkl`` member) and the legacy
+raw format (several pickles back to back, then raw tensor bytes, which end the scan).
+"""
+
+from __future__ import annotations
+
+import os
+import pickletools
+import zipfile
+from dataclasses import dataclass
+from typing import IO
+
+# Pickle bytes scanned at most; a pickle running past this is refused (torch's data.pkl holds only
+# structure, a few MB; legacy files put their pickles first and raw tensor bytes after them).
+MAX_PICKLE_BYTES = 256 << 20
+# Legacy torch files hold 5 pickles (magic, protocol, sys info, object, storage keys).
+MAX_PICKLES_PER_STREAM = 16
+ZIP_MAGIC = b"PK\x03\x04"
+PROTO_OPCODE = 0x80
+
+# Modules whose every global can run code, touch files or the network.
+DANGEROUS_MODULES = frozenset({
+    "os", "posix", "nt", "subprocess", "sys", "socket", "shutil", "runpy", "importlib", "pty",
+    "webbrowser", "ctypes", "multiprocessing", "signal", "code", "codeop", "commands", "popen2",
+    "pickle", "_pickle", "marshal", "asyncio", "threading", "_thread", "tempfile", "pathlib", "io",
+    "http", "urllib", "urllib2", "requests", "ftplib", "smtplib", "telnetlib", "ssl", "pip",
+    "setuptools", "platform", "pdb", "bdb", "timeit", "cProfile", "profile", "trace", "inspect",
+    "types", "zipimport", "builtins.__dict__", "torch.hub", "torch.jit", "numpy.testing",
+})
+# Single globals that run code, import modules or read/write arbitrary attributes and files.
+DANGEROUS_GLOBALS = frozenset(
+    f"{module}.{name}"
+    for module in ("builtins", "__builtin__")
+    for name in ("eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "__import__",
+                 "open", "input", "breakpoint", "globals", "locals", "vars", "apply", "file", "reload",
+                 "memoryview", "help", "exit", "quit")
+) | frozenset({"operator.attrgetter", "operator.methodcaller", "functools.reduce", "_codecs.open",
+               "numpy.load", "numpy.fromfile", "numpy.save", "torch.load", "torch.save"})
+# What ordinary checkpoints import (A1111's safe unpickler allows the same kind of list).
+SAFE_PREFIXES = (
+    "collections.OrderedDict", "collections.defaultdict", "torch._utils._rebuild_", "torch._tensor._rebuild_",
+    "torch.nn.parameter.Parameter", "torch.Size", "torch.device", "torch.dtype", "torch.float", "torch.bfloat16",
+    "torch.half", "torch.int", "torch.long", "torch.bool", "torch.uint8", "torch.torch_version.TorchVersion",
+    "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray", "_codecs.encode",
+    "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex", "builtins.bytearray",
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint", "__builtin__.set",
+)
+_STORAGE_SUFFIX = "Storage"  # torch.FloatStorage, torch.HalfStorage, ... (legacy storage classes)
+_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
+                         "BINSTRING", "SHORT_BINSTRING"})
+_MEMO_PUT = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_MEMO_GET = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_NO_STACK_EFFECT = frozenset({"FRAME", "PROTO"})
+UNRESOLVED = "<unresolved STACK_GLOBAL>"
+EXTENSION = "<copyreg extension>"
+
+
+@dataclass(frozen=True)
+class PickleScan:
+    """What a pickle file imports.
+
+    Args:
+        container (`str`): ``"zip"`` (PyTorch ≥ 1.6) or ``"raw"`` (legacy / plain pickle).
+        globals (`tuple[str, ...]`): every ``module.name`` imported, sorted, without repeats.
+        dangerous (`tuple[str, ...]`): those that can run code (plus unresolvable imports).
+        unknown (`tuple[str, ...]`): neither known-safe nor known-dangerous.
+        error (`str`, *optional*): why the file could not be scanned (then it is not clean).
+    """
+
+    container: str
+    globals: tuple[str, ...] = ()
+    dangerous: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def is_dangerous(name: str) -> bool:
+    if name in (UNRESOLVED, EXTENSION) or name in DANGEROUS_GLOBALS:
+        return True
+    module = name.rpartition(".")[0]
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in DANGEROUS_MODULES for i in range(1, len(parts) + 1))
+
+
+def is_known_safe(name: str) -> bool:
+    return name.startswith(SAFE_PREFIXES) or (name.startswith("torch.") and name.endswith(_STORAGE_SUFFIX)
+                                              and name.count(".") == 1)
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """A zip archive or a pickle with a protocol header (every torch.save since protocol 2)."""
+    return head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == PROTO_OPCODE and head[1] <= 5)
+
+
+def scan_pickle_file(path: str | os.PathLike[str]) -> PickleScan:
+    """Scan a pickle-based checkpoint for the globals it imports. Never unpickles.
+
+    Args:
+        path (`str` or `PathLike`): a ``.ckpt``/``.pt``/``.pth``/``.bin`` file.
+
+    Returns:
+        `PickleScan`; `.error` says why a file could not be scanned.
+
+    Raises:
+        `OSError`: the file cannot be opened.
+
+    Example:
+        >>> scan_pickle_file("model.ckpt").dangerous  # doctest: +SKIP
+        ('posix.system',)
+    """
+    if zipfile.is_zipfile(path):
+        return _scan_zip(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        names, error = scan_stream(f, size)
+    return _result("raw", names, error)
+
+
+def _scan_zip(path: str | os.PathLike[str]) -> PickleScan:
+    names: set[str] = set()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".pkl")]
+            if not members:
+                return PickleScan("zip", error="zip archive without a .pkl member (not a PyTorch checkpoint)")
+            for member in members:
+                if member.file_size > MAX_PICKLE_BYTES:
+                    return _result("zip", names, f"{member.filename}: {member.file_size} bytes, "
+                                                 f"above the {MAX_PICKLE_BYTES}-byte scan limit")
+                with archive.open(member) as f:
+                    found, error = scan_stream(f, member.file_size)
+                names |= found
+                if error:
+                    return _result("zip", names, f"{member.filename}: {error}")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as e:
+        return _result("zip", names, f"unreadable zip archive ({e})")
+    return _result("zip", names, None)
+
+
+def _result(container: str, names: set[str], error: str | None) -> PickleScan:
+    ordered = tuple(sorted(names))
+    return PickleScan(
+        container, ordered, tuple(n for n in ordered if is_dangerous(n)),
+        tuple(n for n in ordered if not is_dangerous(n) and not is_known_safe(n)), error,
+    )
+
+
+class _Bounded:
+    """A read-only view of the next `size` bytes of `stream` (at most `MAX_PICKLE_BYTES`), so a
+    hostile length field cannot make `genops` read a whole multi-GB file into memory."""
+
+    def __init__(self, stream: IO[bytes], size: int):
+        self._stream = stream
+        self._position = 0
+        self.truncated = size > MAX_PICKLE_BYTES
+        self._left = min(size, MAX_PICKLE_BYTES)
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._stream.read(n)
+        self._left -= len(data)
+        self._position += len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self._stream.readline(self._left)
+        self._left -= len(line)
+        self._position += len(line)
+        return line
+
+    def tell(self) -> int:
+        return self._position
+
+    @property
+    def at_end(self) -> bool:
+        return self._left == 0
+
+
+def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
+    """Collect globals from back-to-back pickles in the next `size` bytes of `stream`.
+
+    The first pickle must parse; after it, bytes that are not a pickle end the scan (raw tensor
+    data in legacy torch files), since `pickle.load` would never reach past them either.
+
+    Returns:
+        ``(globals, error)``; `error` is ``None`` when the scan finished.
+    """
+    data = _Bounded(stream, size)
+    names: set[str] = set()
+    for index in range(MAX_PICKLES_PER_STREAM):
+        if data.at_end:
+            break
+        try:
+            names |= _globals_of_one(data)
+        except (ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
+            if index == 0:
+                too_big = " (it runs past the scan limit)" if data.truncated and data.at_end else ""
+                return names, f"not a valid pickle ({e}){too_big}"
+            break
+    return names, None
+
+
+def _globals_of_one(data: _Bounded) -> set[str]:
+    """Globals imported by the pickle starting at `data`'s position; leaves it after the STOP."""
+    names: set[str] = set()
+    memo: dict[int, object] = {}
+    recent: list[object] = []  # values the last opcodes pushed: strings or None (anything else)
+    for opcode, arg, _ in pickletools.genops(data):
+        op = opcode.name
+        if op in ("GLOBAL", "INST"):
+            module, _, name = str(arg).partition(" ")
+            names.add(f"{module}.{name}")
+            recent.append(None)
+        elif op == "STACK_GLOBAL":
+            if len(recent) >= 2 and isinstance(recent[-1], str) and isinstance(recent[-2], str):
+                names.add(f"{recent[-2]}.{recent[-1]}")
+            else:
+                names.add(UNRESOLVED)
+            recent.append(None)
+        elif op in ("EXT1", "EXT2", "EXT4"):
+            names.add(EXTENSION)
+            recent.append(None)
+        elif op in _STRING_OPS:
+            recent.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+        elif op == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif op in _NO_STACK_EFFECT:
+            pass
+        elif op in _MEMO_PUT:
+            memo[arg] = recent[-1] if recent else None
+        elif op in _MEMO_GET:
+            recent.append(memo.get(arg))
+        else:
+            recent.append(None)
+        if op == "STOP":
+            break
+    return names
