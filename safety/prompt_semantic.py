@@ -1,0 +1,196 @@
+"""The semantic prompt classifier: MiniLM sentence embeddings → a small trained head → findings.
+
+Keyword lists miss most prompts that produce nudity (they name artists, styles and situations, or
+are optimised token soup). This stage embeds each prompt with all-MiniLM-L6-v2 (`text_encoder`)
+and scores it with a 1-hidden-layer MLP trained by `training/train_prompt_head.py`, one sigmoid per
+category. The head, its categories and its calibrated thresholds live in
+`weights/prompt_head.safetensors` (card: `prompt_head.md`); a policy's
+``thresholds.semantic`` overrides the stored threshold. Both load once per process, on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._paths import bundled_weights_dir
+from .errors import GuardUnavailable
+from .text_encoder import load_encoder
+from .verdict import Finding
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .policy import Policy
+
+logger = logging.getLogger("sdguard.prompt")
+
+SOURCE = "semantic"
+HEAD_FILE = "prompt_head.safetensors"
+# Tensor names of the head: embedding → hidden (ReLU) → one logit per category.
+HEAD_TENSORS = ("hidden.weight", "hidden.bias", "out.weight", "out.bias")
+REQUIRED_METADATA = ("name", "version", "categories", "thresholds")
+
+
+@dataclass(frozen=True)
+class PromptHead:
+    """The trained head. Build it with `load_head()`.
+
+    Args:
+        name (`str`), version (`str`): identify the head in findings (``model``) and the audit trail.
+        categories (`tuple[str, ...]`): one output per category, in order.
+        thresholds (`Mapping[str, float]`): calibrated thresholds; the policy may override them.
+        params (`Mapping[str, np.ndarray]`): `HEAD_TENSORS`.
+    """
+
+    name: str
+    version: str
+    categories: tuple[str, ...]
+    thresholds: Mapping[str, float]
+    params: Mapping[str, np.ndarray]
+
+    @property
+    def model(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, 384) embeddings → (n, len(categories)) scores in 0..1."""
+        return head_scores(self.params, vectors)
+
+
+def head_scores(params: Mapping[str, np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    """The head's forward pass (shared with the training script, so both score alike).
+
+    Args:
+        params (`Mapping[str, np.ndarray]`): `HEAD_TENSORS`; weights are (in, out).
+        vectors (`np.ndarray`): (n, 384) L2-normalised embeddings.
+
+    Returns:
+        `np.ndarray` float32 (n, categories): sigmoid scores.
+    """
+    import numpy as np
+
+    hidden = np.maximum(vectors @ params["hidden.weight"] + params["hidden.bias"], 0.0)
+    logits = hidden @ params["out.weight"] + params["out.bias"]
+    return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+
+
+def save_head(path: Path, params: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
+    """Write a head as safetensors with its metadata (name, version, categories, thresholds, ...)."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(params[k], dtype=np.float32) for k in HEAD_TENSORS}, str(path),
+              metadata=dict(metadata))
+
+
+def load_head(path: Path | None = None) -> PromptHead:
+    """Read and check a head file.
+
+    Args:
+        path (`Path`, *optional*, defaults to ``weights/prompt_head.safetensors``).
+
+    Returns:
+        `PromptHead`
+
+    Raises:
+        `GuardUnavailable`: the file is missing, corrupt, or its tensors and metadata disagree.
+    """
+    path = path or bundled_weights_dir() / HEAD_FILE
+    fix = "reinstall sdguard, or retrain it with training/train_prompt_head.py"
+    if not path.is_file():
+        raise GuardUnavailable(f"semantic prompt classifier: head weights {path} are missing; {fix}")
+    try:
+        import numpy as np
+        from safetensors import safe_open
+    except ImportError as e:
+        raise GuardUnavailable(f"semantic prompt classifier needs numpy and safetensors ({e}); "
+                               f"pip install 'sdguard[semantic]'") from None
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            params = {k: f.get_tensor(k).astype(np.float32) for k in HEAD_TENSORS}
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(missing)}")
+        categories = tuple(meta["categories"].split(","))
+        thresholds = {c: float(t) for c, t in json.loads(meta["thresholds"]).items()}
+        hidden = params["hidden.weight"].shape[1]
+        if (params["hidden.bias"].shape != (hidden,)
+                or params["out.weight"].shape != (hidden, len(categories))
+                or params["out.bias"].shape != (len(categories),)
+                or set(thresholds) != set(categories)):
+            raise ValueError("tensor shapes, categories and thresholds disagree")
+        if not all(np.isfinite(v).all() for v in params.values()):
+            raise ValueError("weights contain NaN or infinity")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types; all mean "corrupt"
+        raise GuardUnavailable(f"semantic prompt classifier: head weights {path} are unreadable "
+                               f"({type(e).__name__}: {e}); {fix}") from None
+    return PromptHead(meta["name"], meta["version"], categories, thresholds, params)
+
+
+_LOCK = threading.Lock()
+_HEAD: list[PromptHead] = []
+
+
+def default_head() -> PromptHead:
+    """The bundled head, loaded once per process."""
+    with _LOCK:
+        if not _HEAD:
+            _HEAD.append(load_head())
+            logger.info("loaded prompt head %s", _HEAD[0].model)
+        return _HEAD[0]
+
+
+def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | None = None) -> np.ndarray:
+    """Score prompts, encoding them in length-sorted batches.
+
+    Args:
+        prompts (`Sequence[str]`): positive prompts.
+        max_tokens (`int`): tokens the encoder reads per prompt.
+        head (`PromptHead`, *optional*, defaults to the bundled head).
+
+    Returns:
+        `np.ndarray` (len(prompts), len(head.categories)).
+
+    Raises:
+        `GuardUnavailable`: the encoder or the head cannot load.
+    """
+    head = head or default_head()
+    encoder = load_encoder()
+    return head.scores(encoder.encode(prompts, max_tokens))
+
+
+def semantic_findings(prompts: Sequence[str], policy: Policy, head: PromptHead | None = None) -> list[list[Finding]]:
+    """One finding per category per prompt, fired or not, with the policy's semantic threshold.
+
+    Args:
+        prompts (`Sequence[str]`): positive prompts (the negative prompt is the lexical stage's cue).
+        policy (`Policy`): supplies ``[prompt] semantic_max_tokens`` and ``thresholds.semantic``
+            (defaulting to the head's calibrated threshold where the policy sets none).
+        head (`PromptHead`, *optional*, defaults to the bundled head).
+
+    Returns:
+        `list[list[Finding]]`, parallel to `prompts`.
+
+    Raises:
+        `GuardUnavailable`: the encoder or the head cannot load.
+
+    Example:
+        >>> from sdguard import load_policy
+        >>> [f.category for f in semantic_findings(["a red bicycle"], load_policy())[0]]
+        ['sexual', 'violence']
+    """
+    head = head or default_head()
+    if not prompts:
+        return []
+    scores = semantic_scores(prompts, int(policy.section("prompt")["semantic_max_tokens"]), head)
+    thresholds = [policy.threshold(c, SOURCE, head.thresholds[c]) for c in head.categories]
+    return [[Finding(category, float(score), SOURCE, threshold, field="prompt", model=head.model)
+             for category, score, threshold in zip(head.categories, row, thresholds)]
+            for row in scores.tolist()]

