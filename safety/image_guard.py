@@ -1,0 +1,222 @@
+"""The image stage: every decoded image (and, via the in-loop monitor, every preview) is judged by
+an ensemble of detectors, and the policy decides.
+
+Backends (``[image] backends`` in the policy) each return a `Detection`: scores per category,
+regions, faces. A backend feeds a category only where the policy sets a threshold for that
+(category, backend) pair. Faces found by the detectors are handed to face backends (age), whose
+under-18 probability is a `minor` cue; `decide()` derives minor ∧ sexual → minor_sexual. Every
+image of a batch is checked on its own. A required backend that cannot load or throws blocks
+the image (`guard_unavailable`); an optional one is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import image_backends
+from .errors import GuardUnavailable
+from .image_tiles import detect_tiled, merge_faces, tile_grid
+from .image_types import Detection, Face, ImageBackend, Region
+from .policy import Policy, load_policy
+from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, unavailable
+
+logger = logging.getLogger("sdguard.image")
+
+STAGE = "image"
+# A category the policy gives no threshold for this backend: the backend does not feed it.
+_NOT_FED = math.inf
+
+
+def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
+                backends: Mapping[str, ImageBackend] | None = None) -> Verdict:
+    """Check one image.
+
+    Args:
+        image (`np.ndarray` or `PIL.Image.Image`): RGB ``uint8`` ``(H, W, 3)``; greyscale, RGBA
+            and float arrays in 0..1 are converted.
+        policy (`Policy`, *optional*, defaults to the ``public`` profile).
+        stage (`str`, *optional*, defaults to ``"image"``): ``"preview"`` for in-loop previews
+            (the policy may act differently there).
+        backends (`Mapping[str, ImageBackend]`, *optional*): already-loaded backends by name;
+            names not given come from the process-wide registry.
+
+    Returns:
+        `Verdict`; its details carry ``regions``, ``faces`` (with ages), per-backend ``scores``,
+        ``size`` and ``tiles``. An image that cannot be read is blocked (``malformed_input``).
+
+    Example:
+        >>> import numpy as np
+        >>> check_image(np.full((64, 64, 3), 200, np.uint8)).action  # doctest: +SKIP
+        <Action.ALLOW: 'allow'>
+    """
+    return check_images([image], policy, stage=stage, backends=backends)[0]
+
+
+def check_images(images: Sequence[Any], policy: Policy | None = None, *, stage: str = STAGE,
+                 backends: Mapping[str, ImageBackend] | None = None) -> list[Verdict]:
+    """Check each image of a batch (or each frame of a video) on its own; one verdict each, in order.
+
+    Args and Returns: as `check_image`, per item.
+    """
+    policy = policy or load_policy()
+    settings = policy.section("image")
+    required = set(settings["required"])
+    loaded, failures = load_backends(settings["backends"], backends)
+    missing = sorted(name for name in failures if name in required)
+    if missing:
+        what = ", ".join(f"image backend '{n}'" for n in missing)
+        error = "; ".join(failures[n] for n in missing)
+        return [unavailable(stage, policy, what, error) for _ in images]
+    skipped = dict(failures)
+    return [_check_one(image, policy, stage, loaded, required, skipped) for image in images]
+
+
+def load_backends(names: Sequence[str], given: Mapping[str, ImageBackend] | None = None
+                  ) -> tuple[dict[str, ImageBackend], dict[str, str]]:
+    """Load the named backends once, e.g. before a sampling loop that checks every preview.
+
+    Args:
+        names (`Sequence[str]`): backend names, usually ``policy.section("image")["backends"]``.
+        given (`Mapping[str, ImageBackend]`, *optional*): instances to use instead of the registry.
+
+    Returns:
+        `(loaded, failures)`: backends by name, and the error message of each that failed to load.
+    """
+    loaded: dict[str, ImageBackend] = {}
+    failures: dict[str, str] = {}
+    for name in names:
+        try:
+            loaded[name] = given[name] if given and name in given else image_backends.get_backend(name)
+        except GuardUnavailable as e:
+            failures[name] = str(e)
+            logger.warning("%s", e)
+    return loaded, failures
+
+
+def _check_one(image: Any, policy: Policy, stage: str, backends: Mapping[str, ImageBackend],
+               required: set[str], skipped: Mapping[str, str]) -> Verdict:
+    try:
+        pixels = as_rgb(image)
+    except (TypeError, ValueError) as e:
+        return malformed(stage, policy, str(e))
+    settings = policy.section("image")
+    height, width = pixels.shape[:2]
+    tiles = tile_grid(width, height, settings)
+    skipped = dict(skipped)
+    detections: list[Detection] = []
+    # Detectors first, then the backends that judge the faces they found.
+    order = sorted(backends.items(), key=lambda item: bool(getattr(item[1], "needs_faces", False)))
+    for name, backend in order:
+        try:
+            detections.append(_run(backend, pixels, tiles, detections, settings))
+        except Exception as e:  # any failure of a detector means this image was not checked
+            error = f"{type(e).__name__}: {e}"
+            if name in required:
+                logger.error("image backend %s failed: %s", name, error)
+                return unavailable(stage, policy, f"image backend '{name}'", error)
+            logger.warning("optional image backend %s failed, skipped: %s", name, error)
+            skipped[name] = error
+    details: dict[str, Any] = {"size": [width, height], "tiles": len(tiles)}
+    if skipped:
+        details["skipped"] = skipped
+    findings, regions = _findings(detections, policy)
+    details["regions"] = [r.to_dict() for r in regions]
+    details["faces"] = [f.to_dict() for f in _final_faces(detections)]
+    details["scores"] = {d.backend: {k: round(float(v), 4) for k, v in d.scores.items()} for d in detections}
+    return decide(stage, findings, policy, details)
+
+
+def _run(backend: ImageBackend, pixels: Any, tiles: Sequence[Any], earlier: Sequence[Detection],
+         settings: Mapping[str, Any]) -> Detection:
+    if getattr(backend, "needs_faces", False):
+        min_side = int(settings["min_face_px"])
+        faces = [f for f in merge_faces([f for d in earlier for f in d.faces])
+                 if min(f.box[2] - f.box[0], f.box[3] - f.box[1]) >= min_side]
+        return backend.detect([pixels], faces=[tuple(faces)])[0]  # type: ignore[call-arg]
+    if tiles and getattr(backend, "tileable", False):
+        return detect_tiled(backend, pixels, tiles)
+    return backend.detect([pixels])[0]
+
+
+def _findings(detections: Sequence[Detection], policy: Policy) -> tuple[list[Finding], list[Region]]:
+    """One finding per (backend, category) score the policy has a threshold for, and the regions
+    that made a finding fire (what the censor hides)."""
+    findings: list[Finding] = []
+    regions: list[Region] = []
+    for detection in detections:
+        for category, score in detection.scores.items():
+            threshold = policy.threshold(category, detection.backend, _NOT_FED)
+            if threshold == _NOT_FED:
+                continue
+            hits = [r for r in detection.regions if r.category == category and r.score >= threshold]
+            regions += hits
+            findings.append(Finding(category, float(score), detection.backend, threshold,
+                                    model=detection.backend, detail=_evidence(category, detection, hits)))
+    return findings, sorted(regions, key=lambda r: r.score, reverse=True)
+
+
+def _evidence(category: str, detection: Detection, hits: Sequence[Region]) -> str | None:
+    """What a moderator needs to see the finding: the labels that fired, or the youngest face."""
+    if hits:
+        labels = sorted({r.label for r in hits})
+        return f"{', '.join(labels)}; {len(hits)} region{'s' if len(hits) > 1 else ''}"
+    aged = [f for f in detection.faces if f.age is not None]
+    if category == "minor" and aged:
+        youngest = min(aged, key=lambda f: f.age or 0.0)
+        return f"face at {list(youngest.box)}, estimated age {youngest.age:.0f}"
+    return None
+
+
+def _final_faces(detections: Sequence[Detection]) -> list[Face]:
+    """Every face once; where an age backend judged it, its aged copy."""
+    aged = [f for d in detections for f in d.faces if f.age is not None]
+    plain = [f for d in detections for f in d.faces if f.age is None]
+    return aged + [f for f in merge_faces(plain) if not any(f.box == a.box for a in aged)]
+
+
+def as_rgb(image: Any) -> Any:
+    """The image as a C-contiguous RGB ``uint8`` array ``(H, W, 3)``.
+
+    Raises:
+        `TypeError`: not an array or PIL image.
+        `ValueError`: wrong shape, empty, or float values outside 0..1 (the message says which).
+    """
+    import numpy as np
+
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        image = image.convert("RGB")
+    try:
+        array = np.asarray(image)
+    except Exception as e:
+        raise TypeError(f"not an image: {type(image).__name__} ({e})") from None
+    if array.dtype == object or array.ndim not in (2, 3):
+        raise ValueError(f"image must be an (H, W, 3) array, got shape {array.shape} of {array.dtype}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    if array.shape[2] != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"image must be an (H, W, 3) array, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if array.dtype.kind not in "fiub":
+            raise ValueError(f"image pixels must be uint8 or float in 0..1, got {array.dtype}")
+        if array.dtype.kind == "f":
+            if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+                raise ValueError("float image pixels must be finite and within 0..1")
+            array = np.round(array * 255.0)
+        elif array.min() < 0 or array.max() > 255:
+            raise ValueError(f"integer image pixels must be within 0..255, got {array.dtype}")
+        array = array.astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def malformed(stage: str, policy: Policy, error: str) -> Verdict:
+    """The verdict for an input that is not a readable image: blocked, with the reason."""
+    message = f"{MALFORMED_INPUT}: not a readable image ({error}); blocked because an unchecked image never passes"
+    reason = Reason(MALFORMED_INPUT, Action.BLOCK, message)
+    return Verdict(stage, Action.BLOCK, {}, (reason,), policy.fingerprint, policy.name, {})
