@@ -1,0 +1,377 @@
+"""The in-loop monitor: classify the predicted image (x0) while the sampler runs, and stop or hide
+an unsafe generation before it finishes.
+
+Adapters call three methods (``start`` → ``on_step`` per step → ``finish``)::
+
+    monitor = LoopMonitor(policy, "sdxl")           # once per MODEL / script; `clone()` per run
+    monitor.start({"host": "comfyui"})
+    for step in range(total):                       # the sampler callback
+        x0 = ...                                    # internal latent space, [B,C,h,w] or [B,C,T,h,w]
+        result = monitor.on_step(step, total, x0)   # raises Blocked(verdict) on a block
+        show(result.previews[i] or own_preview[i])  # censored previews replace the host's own
+    summary = monitor.finish()
+
+Checks run at the policy's fractions of the run (``[monitor] schedule``) and on the final step.
+``on_step`` is idempotent per step: samplers that call the model several times per step
+(Heun, DPM-2, SDE, restart) or hooks that fire per evaluation may repeat a step; the repeat
+returns the same result without decoding again. A step going back, a new `total`, or a new
+latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .audit import AuditLog, hash_input
+from .errors import Blocked, PolicyError
+from .latent_formats import LatentFormat, latent_format
+from .policy import Policy
+from .verdict import Action, Verdict, unavailable
+
+if TYPE_CHECKING:
+    import torch
+
+    from .latent_preview import PreviewDecoder
+
+logger = logging.getLogger("sdguard.monitor")
+
+STAGE = "preview"
+Checker = Callable[..., "list[Verdict]"]  # check_images(images, policy, stage="preview")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What `LoopMonitor.on_step` tells the host.
+
+    Args:
+        step (`int`), total (`int`): as passed in.
+        checked (`bool`): a check ran at this step.
+        verdicts (`tuple[Verdict, ...]`): one per batch item when `checked`, else empty.
+        previews (`tuple[np.ndarray | None, ...]`): per batch item, a censored preview (RGB
+            ``uint8``, ``preview_size`` px) to show *instead of* the host's own, or ``None`` where
+            the host may show its own. Sticky: once an item was censored, every later step carries
+            its latest censored preview. For video, the first previewed frame.
+    """
+
+    step: int
+    total: int
+    checked: bool
+    verdicts: tuple[Verdict, ...] = ()
+    previews: tuple[Any, ...] = ()
+
+    @property
+    def hidden(self) -> bool:
+        """Some item's preview must not be shown uncensored."""
+        return any(p is not None for p in self.previews)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One check: when, what it decided, what it cost."""
+
+    step: int
+    total_steps: int
+    action: Action
+    decode_ms: float
+    classify_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "total_steps": self.total_steps, "action": self.action.value,
+                "decode_ms": round(self.decode_ms, 2), "classify_ms": round(self.classify_ms, 2)}
+
+
+@dataclass(frozen=True)
+class MonitorSummary:
+    """What `LoopMonitor.finish` returns.
+
+    Args:
+        family (`str`), decoder (`str`): the latent format and preview decoder used.
+        checks (`tuple[CheckRecord, ...]`): every check, in order.
+        verdict (`Verdict`, *optional*): the blocking verdict, else the most severe check's
+            (the latest among equals); ``None`` when nothing was checked.
+        blocked_at (`int`, *optional*): the step a block fired at.
+        steps_saved (`int`): sampler steps not run because of the block.
+        passes (`int`): sampler passes seen (a second KSampler or hires fix adds one).
+    """
+
+    family: str
+    decoder: str
+    checks: tuple[CheckRecord, ...] = ()
+    verdict: Verdict | None = None
+    blocked_at: int | None = None
+    steps_saved: int = 0
+    passes: int = 0
+
+    @property
+    def action(self) -> Action:
+        return self.verdict.action if self.verdict is not None else Action.ALLOW
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family, "decoder": self.decoder, "action": self.action.value,
+            "blocked_at": self.blocked_at, "steps_saved": self.steps_saved, "passes": self.passes,
+            "decode_ms": round(sum(c.decode_ms for c in self.checks), 2),
+            "classify_ms": round(sum(c.classify_ms for c in self.checks), 2),
+            "checks": [c.to_dict() for c in self.checks],
+            "verdict": self.verdict.to_dict() if self.verdict is not None else None,
+        }
+
+
+def check_steps(total: int, schedule: Sequence[float], final: bool) -> tuple[int, ...]:
+    """Step indices (0-based) to check in a run of `total` steps: the step at which each fraction
+    of the run is done (0.3 of 20 → step 5, the sixth), plus the last step when `final`.
+
+    Example:
+        >>> check_steps(20, [0.3, 0.5, 0.7], True)
+        (5, 9, 13, 19)
+    """
+    steps = {min(total - 1, max(0, _ceil(f * total) - 1)) for f in schedule}
+    if final:
+        steps.add(total - 1)
+    return tuple(sorted(steps))
+
+
+@dataclass
+class _RunState:
+    """Everything that one run accumulates; `reset()` replaces it whole."""
+
+    run_info: Mapping[str, Any] = field(default_factory=dict)
+    meta: tuple[Any, ...] | None = None
+    total: int | None = None
+    last_step: int | None = None
+    last_result: StepResult | None = None
+    pending: list[int] = field(default_factory=list)
+    passes: int = 0
+    checks: list[CheckRecord] = field(default_factory=list)
+    worst: Verdict | None = None
+    worst_hash: str = ""
+    blocked: Verdict | None = None
+    censored: dict[int, Any] = field(default_factory=dict)
+    batch: int = 0
+
+
+class LoopMonitor:
+    """Watch x0 during sampling; raise `Blocked` or hand back censored previews.
+
+    Args:
+        policy (`Policy`): its ``[monitor]`` section sets the schedule and decoder; categories'
+            ``stage_actions.preview`` (else ``action``) decide.
+        family (`str` or `LatentFormat`): the model family (``"sd15"``, ``"sdxl"``, ``"sd3"``, ``"flux"``, ...).
+        decoder (`PreviewDecoder`, *optional*): defaults to `make_decoder` with the policy's
+            ``decoder`` choice; adapters pass one built with the host's folders or its VAE.
+        checker (`Callable`, *optional*): ``checker(images, policy, stage="preview") -> list[Verdict]``;
+            defaults to the image guard's `check_images`.
+        audit (`AuditLog`, *optional*): receives the blocking verdict, or the run's verdict at `finish`.
+
+    Raises:
+        `GuardUnavailable`: the policy requires TAESD and it cannot load.
+        `PolicyError`: a bad ``[monitor]`` schedule.
+        `ValueError`: unknown family.
+    """
+
+    def __init__(self, policy: Policy, family: str | LatentFormat, *, decoder: PreviewDecoder | None = None,
+                 checker: Checker | None = None, audit: AuditLog | None = None):
+        self.policy = policy
+        self.format = family if isinstance(family, LatentFormat) else latent_format(family)
+        settings = policy.section("monitor")
+        self.enabled = bool(settings["enabled"])
+        self.schedule = tuple(float(f) for f in settings["schedule"])
+        if any(not 0.0 < f <= 1.0 for f in self.schedule):
+            raise PolicyError(f"[monitor] schedule must hold fractions in (0, 1], got {list(self.schedule)}",
+                              path=policy.source)
+        self.check_final = bool(settings["check_final"])
+        self.preview_size = int(settings["preview_size"])
+        self.max_frames = max(1, int(settings["max_frames"]))
+        self.shrink_latent = bool(settings["shrink_latent"])
+        if decoder is None and self.enabled:
+            from .latent_preview import make_decoder
+            decoder = make_decoder(self.format, settings["decoder"])
+        self.decoder = decoder
+        self.checker = checker
+        self.audit = audit
+        self._state = _RunState()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, run_info: Mapping[str, Any] | None = None) -> None:
+        """Begin a run. `run_info` (JSON-serialisable; e.g. ``host``, ``seed``, ``model``) goes to
+        the audit record; ``run_info["host"]`` overrides the policy's ``[audit] host``."""
+        self.reset()
+        self._state.run_info = dict(run_info or {})
+
+    def on_step(self, step: int, total: int, x0: torch.Tensor) -> StepResult:
+        """Report the sampler's x0 after step `step` (0-based) of `total`.
+
+        Args:
+            step (`int`), total (`int`): ComfyUI's callback passes both; A1111: ``state.sampling_step``
+                and ``state.sampling_steps``.
+            x0 (`torch.Tensor`): predicted clean latent in the host's internal space, ``[B, C, h, w]``
+                or ``[B, C, T, h, w]``; not modified.
+
+        Returns:
+            `StepResult`: whether a check ran, its verdicts and the previews to show instead.
+
+        Raises:
+            `Blocked`: this check (or an earlier one in the run) blocked; carries the verdict.
+            `ValueError`: `step`/`total` out of range, or x0 not this family's shape.
+        """
+        state = self._state
+        if state.blocked is not None:
+            raise Blocked(state.blocked)
+        if total < 1 or not 0 <= step < total:
+            raise ValueError(f"step {step} of {total}: need 0 <= step < total")
+        if not self.enabled:
+            return StepResult(step, total, False)
+        self.format.check_shape(tuple(x0.shape))
+        if x0.shape[0] == 0:
+            raise ValueError("x0 is an empty batch")
+        meta = (tuple(x0.shape), x0.dtype, x0.device)
+        if state.meta is not None and meta != state.meta:
+            self._new_pass("latent shape, dtype or device changed")
+        elif state.total is not None and total != state.total:
+            self._new_pass(f"total steps changed {state.total} → {total}")
+        elif state.last_step is not None and step < state.last_step:
+            self._new_pass(f"step went back {state.last_step} → {step}")
+        elif step == state.last_step and state.last_result is not None:
+            return state.last_result
+        if state.meta is None:
+            state.meta, state.total, state.batch = meta, total, x0.shape[0]
+            state.pending = list(check_steps(total, self.schedule, self.check_final))
+            state.passes += 1
+        state.last_step = step
+        due = bool(state.pending) and step >= state.pending[0]
+        while state.pending and step >= state.pending[0]:
+            state.pending.pop(0)  # a sparse caller may skip a scheduled step; check once, now
+        result = self._check(step, total, x0) if due else StepResult(step, total, False, (), self._sticky())
+        state.last_result = result
+        return result
+
+    def finish(self) -> MonitorSummary:
+        """End the run: record the run's verdict in the audit trail (once; a block was recorded
+        when it fired), return the summary and reset for the next run."""
+        state = self._state
+        summary = self.summary()
+        if self.audit is not None and state.blocked is None and state.worst is not None:
+            self._record(state.worst, state.worst_hash)
+        self.reset()
+        return summary
+
+    def summary(self) -> MonitorSummary:
+        """The run so far (`finish` returns the same and resets)."""
+        state = self._state
+        verdict = state.blocked or state.worst
+        blocked_at = int(state.blocked.details["step"]) if state.blocked is not None else None
+        saved = int(state.blocked.details["steps_saved"]) if state.blocked is not None else 0
+        return MonitorSummary(self.format.family, getattr(self.decoder, "name", "none"), tuple(state.checks),
+                              verdict, blocked_at, saved, state.passes)
+
+    def reset(self) -> None:
+        """Forget the run (checks, cached step, censored previews, a block); keep the configuration."""
+        self._state = _RunState()
+
+    def clone(self) -> LoopMonitor:
+        """A fresh monitor with the same policy, family, decoder, checker and audit trail (the
+        decoder's weights are shared, not copied)."""
+        twin = object.__new__(LoopMonitor)
+        twin.__dict__.update(self.__dict__)
+        twin._state = _RunState()
+        return twin
+
+    # -- one check ------------------------------------------------------------------------
+
+    def _check(self, step: int, total: int, x0: torch.Tensor) -> StepResult:
+        state = self._state
+        details = {"step": step, "total_steps": total, "fraction": round((step + 1) / total, 4),
+                   "decoder": getattr(self.decoder, "name", "none")}
+        started = time.perf_counter()
+        verdicts: list[Verdict]
+        previews: list[list[Any]] = []
+        try:
+            from .latent_preview import preview_images
+            previews = preview_images(self.decoder, x0, size=self.preview_size, max_frames=self.max_frames,
+                                      shrink_latent=self.shrink_latent)
+        except Exception as e:  # noqa: BLE001 - a decoder that fails must block, never pass
+            logger.exception("preview decoder failed")
+            verdicts = [unavailable(STAGE, self.policy, f"the {details['decoder']} preview decoder", e)] * x0.shape[0]
+        decoded = time.perf_counter()
+        if previews:
+            verdicts = self._classify(previews)
+        classified = time.perf_counter()
+        verdicts = [replace(v, details={**v.details, **details, "item": i, "steps_saved": 0})
+                    for i, v in enumerate(verdicts)]
+        combined = verdicts[0].merge(*verdicts[1:])
+        fired = combined.action is Action.BLOCK
+        combined = replace(combined, details={**details, "items": len(verdicts),
+                                              "steps_saved": total - 1 - step if fired else 0})
+        state.checks.append(CheckRecord(step, total, combined.action, (decoded - started) * 1000,
+                                        (classified - decoded) * 1000))
+        latent_hash = hash_input(x0.detach().contiguous().cpu().numpy().tobytes()) if self.audit else ""
+        if state.worst is None or combined.action >= state.worst.action:
+            state.worst, state.worst_hash = combined, latent_hash
+        if fired:
+            state.blocked = combined
+            logger.info("blocked at step %d of %d: %s", step, total, combined.message)
+            if self.audit is not None:
+                self._record(combined, latent_hash)
+            raise Blocked(combined)
+        for i, v in enumerate(verdicts):
+            if v.action is Action.CENSOR and previews:
+                state.censored[i] = self._censor(previews[i][0], v)
+        return StepResult(step, total, True, tuple(verdicts), self._sticky())
+
+    def _classify(self, previews: list[list[Any]]) -> list[Verdict]:
+        """One verdict per batch item; a video item's frames are merged (the worst frame counts)."""
+        flat = [frame for item in previews for frame in item]
+        try:
+            checker = self.checker
+            if checker is None:
+                from .image_guard import check_images as checker
+            frame_verdicts = list(checker(flat, self.policy, stage=STAGE))
+            if len(frame_verdicts) != len(flat):
+                raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
+        except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
+            logger.exception("preview classifier failed")
+            return [unavailable(STAGE, self.policy, "the preview classifier", e) for _ in previews]
+        out, start = [], 0
+        for item in previews:
+            frames = frame_verdicts[start:start + len(item)]
+            out.append(frames[0].merge(*frames[1:]))
+            start += len(item)
+        return out
+
+    def _censor(self, preview: Any, verdict: Verdict) -> Any:
+        from .censor import censor_image
+        image = self.policy.section("image")
+        return censor_image(preview, verdict, image["censor_style"], image["censor_margin"])
+
+    def _sticky(self) -> tuple[Any, ...]:
+        state = self._state
+        if not state.censored:
+            return ()
+        return tuple(state.censored.get(i) for i in range(state.batch))
+
+    def _new_pass(self, why: str) -> None:
+        """A new sampler pass in the same run: new schedule; the run's verdicts and counts stay."""
+        logger.debug("new sampler pass: %s", why)
+        state = self._state
+        state.meta = state.total = state.last_step = state.last_result = None
+        state.pending = []
+        state.censored = {}
+
+    def _record(self, verdict: Verdict, latent_hash: str) -> None:
+        assert self.audit is not None
+        state = self._state
+        host = str(state.run_info.get("host") or self.policy.section("audit")["host"])
+        extra = {"run": dict(state.run_info), "checks": [c.to_dict() for c in state.checks],
+                 "family": self.format.family}
+        self.audit.record(verdict, input_hash=latent_hash, host=host, extra=extra)
+
+
+def _ceil(value: float) -> int:
+    """Ceiling that ignores float noise (0.7 * 20 = 14.000000000000002 → 14)."""
+    rounded = round(value)
+    return rounded if abs(value - rounded) < 1e-9 else int(value) + (value > int(value))
