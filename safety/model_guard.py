@@ -86,7 +86,9 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
     try:
         lexicon = lexicon if lexicon is not None else _default_lexicon()
     except Exception as e:  # noqa: BLE001 - any failure to load the term lists fails closed
-        return unavailable(STAGE, policy, "the term lists", e, {"path": key.path})
+        # Still report format, hashes, blocklist and pickle findings; only metadata goes unscreened.
+        failed = unavailable(STAGE, policy, "the model metadata screen (term lists)", e)
+        return failed.merge(_screen(key, policy, blocklist, None, cache))
     screen_key = _screen_key(policy, blocklist, lexicon)
     if screen_key is not None:
         stored = cache.get_verdict(key, screen_key)
@@ -98,8 +100,9 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
     return verdict
 
 
-def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermScanner,
+def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermScanner | None,
             cache: HashCache) -> Verdict:
+    """Everything but the cache look-up; `lexicon` ``None`` skips the metadata screen."""
     settings = policy.section(STAGE)
     fmt = detect_format(key.path)
     findings: list[Finding] = []
@@ -125,7 +128,8 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
     details.update(hashes.to_dict())
     findings += _blocklist_findings(blocklist, hashes)
     stats = tag_stats(metadata)
-    findings += metadata_findings(metadata, details["file_name"], lexicon, policy, stats)
+    if lexicon is not None:
+        findings += metadata_findings(metadata, details["file_name"], lexicon, policy, stats)
     details.update(details_of(stats, settings["top_tags"]))
     if error is not None:
         details["error"] = error

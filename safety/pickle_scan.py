@@ -54,6 +54,7 @@ SAFE_PREFIXES = (
     "numpy.core.multiarray.scalar", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray.scalar",
     "numpy._core.multiarray._reconstruct", "numpy.dtype", "numpy.ndarray", "_codecs.encode",
     "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex", "builtins.bytearray",
+    "builtins.bytes", "builtins.object", "__builtin__.bytes", "__builtin__.object", "copyreg._reconstructor",
     "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint", "__builtin__.set",
 )
 _STORAGE_SUFFIX = "Storage"  # torch.FloatStorage, torch.HalfStorage, ... (legacy storage classes)

@@ -1,0 +1,118 @@
+"""The pickle scanner lists imports without unpickling and names the dangerous ones."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from sdguard.pickle_scan import UNRESOLVED, is_dangerous, scan_pickle_file
+
+
+class _Payload:
+    """Unpickling this would run a shell command that creates `marker`. The scanner must not."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Eval:
+    def __reduce__(self):
+        return (eval, ("1 + 1",))
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_malicious_raw_pickle_is_named_and_never_run(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": {}, "x": _Payload(marker)}, protocol=protocol))
+    scan = scan_pickle_file(path)
+    assert scan.error is None and scan.container == "raw"
+    assert scan.dangerous == (f"{os.system.__module__}.system",)  # posix.system / nt.system
+    assert not marker.exists()
+
+
+def test_builtins_eval_is_dangerous(tmp_path: Path) -> None:
+    path = tmp_path / "eval.pt"
+    path.write_bytes(pickle.dumps([_Eval()], protocol=4))
+    assert scan_pickle_file(path).dangerous == ("builtins.eval",)
+
+
+def test_benign_torch_zip_and_legacy_files(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    state = {"model.weight": torch.zeros(2, 3), "step": 5}
+    torch.save(state, tmp_path / "new.pt")
+    torch.save(state, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    for name, container in (("new.pt", "zip"), ("old.pt", "raw")):
+        scan = scan_pickle_file(tmp_path / name)
+        assert scan.error is None and scan.container == container
+        assert "torch._utils._rebuild_tensor_v2" in scan.globals
+        assert scan.dangerous == () and scan.unknown == ()
+
+
+def test_malicious_member_of_a_torch_zip(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    with zipfile.ZipFile(path, "w") as z:  # the layout torch.save writes: <name>/data.pkl
+        z.writestr("archive/data.pkl", pickle.dumps({"w": _Payload(marker)}, protocol=2))
+        z.writestr("archive/version", "3\n")
+    scan = scan_pickle_file(path)
+    assert scan.container == "zip" and scan.dangerous and not marker.exists()
+
+
+def test_zip_without_pickle_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "not_torch.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("readme.txt", "hello")
+    assert "without a .pkl member" in scan_pickle_file(path).error
+
+
+def test_stack_global_through_the_memo_is_resolved(tmp_path: Path) -> None:
+    # Protocol 4: 'os' and 'system' pushed, memoized, then fetched back from the memo.
+    body = (b"\x80\x04\x8c\x02os\x94\x8c\x06system\x94h\x00h\x01\x93\x8c\x02id\x94\x85\x94R\x94.")
+    path = tmp_path / "memo.pkl"
+    path.write_bytes(body)
+    assert scan_pickle_file(path).dangerous == ("os.system",)
+
+
+def test_unresolvable_stack_global_counts_as_dangerous(tmp_path: Path) -> None:
+    # The module name comes from a tuple element; the scanner cannot tell what it is.
+    body = b"\x80\x04\x8c\x02os\x8c\x06system\x86\x94\x8c\x06system\x93."
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(body)
+    assert UNRESOLVED in scan_pickle_file(path).dangerous
+
+
+def test_not_a_pickle_and_truncated_pickle_are_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\xff\x00 definitely not a pickle")
+    assert "not a valid pickle" in scan_pickle_file(garbage).error
+    truncated = tmp_path / "trunc.ckpt"
+    truncated.write_bytes(pickle.dumps({"a": list(range(100))}, protocol=2)[:-10])
+    assert "not a valid pickle" in scan_pickle_file(truncated).error
+
+
+def test_unknown_imports_are_listed(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    path = tmp_path / "p.pkl"
+    path.write_bytes(pickle.dumps({"lr": Decimal("0.1")}, protocol=2))
+    scan = scan_pickle_file(path)
+    assert scan.unknown == ("decimal.Decimal",) and scan.dangerous == ()
+
+
+@pytest.mark.parametrize("name, dangerous", [
+    ("os.system", True), ("posix.system", True), ("nt.system", True), ("subprocess.Popen", True),
+    ("builtins.exec", True), ("builtins.getattr", True), ("runpy._run_code", True), ("socket.socket", True),
+    ("shutil.rmtree", True), ("importlib.import_module", True), ("sys.modules", True), ("pty.spawn", True),
+    ("webbrowser.open", True), ("os.path.join", True), ("collections.OrderedDict", False),
+    ("torch._utils._rebuild_tensor_v2", False), ("builtins.set", False), ("osmium.thing", False),
+])
+def test_dangerous_names(name: str, dangerous: bool) -> None:
+    assert is_dangerous(name) is dangerous
