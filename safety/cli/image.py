@@ -1,0 +1,164 @@
+"""`sdguard check-image`: the image stage from the command line.
+
+Exit status: 2 when any input could not be read (each such file gets an ``error`` object; the
+others are still checked and reported), else 3 when any image is blocked, else 0.
+Censored copies are written only for images whose verdict is ``censor``, and only under
+``--censor-to``; originals are never modified, and a blocked image is never copied anywhere.
+Multi-frame files (GIF, animated WebP) are checked frame by frame and reported as their worst
+frame; they get no censored copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..audit import hash_input
+from ..censor import censor_image
+from ..image_guard import check_images
+from ..policy import Policy
+from ..verdict import Action, Verdict
+from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
+                      audit_from_args, policy_from_args, print_json)
+
+# Extensions picked up when walking a folder (files named on the command line are always read).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-image", help="check images (files or folders) against the policy",
+                       description="Check image files, or every image under folders, against the policy. "
+                                   "Prints one result per image; exit 0 none blocked, 3 some blocked, "
+                                   "2 some file unreadable (the rest are still checked).")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (walked recursively)")
+    p.add_argument("--censor-to", metavar="DIR",
+                   help="write censored copies of images whose verdict is 'censor' here "
+                        "(mirroring folder structure); blocked images are never written")
+    add_policy_args(p)
+    add_audit_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    policy = policy_from_args(args)
+    files = list(_walk(args.paths))
+    if not files:
+        raise UsageError("no image files found in " + ", ".join(args.paths))
+    censor_dir = Path(args.censor_to) if args.censor_to else None
+    if censor_dir is not None and censor_dir.exists() and not censor_dir.is_dir():
+        raise UsageError(f"--censor-to {censor_dir}: not a folder")
+    log = audit_from_args(args)
+    unreadable = blocked = False
+    for path, relative in files:
+        try:
+            data = path.read_bytes()
+            frames = _decode(data)
+        except (OSError, ValueError) as e:
+            unreadable = True
+            _report_error(path, e, args.json)
+            continue
+        verdicts = check_images(frames, policy)
+        worst = max(range(len(verdicts)), key=lambda i: verdicts[i].action.severity)
+        verdict = verdicts[worst]
+        blocked = blocked or verdict.blocked
+        if log is not None:
+            log.record(verdict, input_hash=hash_input(data), host=policy.section("audit")["host"],
+                       extra={"path": str(path)})
+        written = None
+        if censor_dir is not None and verdict.action is Action.CENSOR and len(frames) == 1:
+            written = _write_censored(frames[0], verdict, policy, censor_dir / relative)
+        _report(path, verdict, written, worst if len(frames) > 1 else None, len(frames), args.json)
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_BLOCKED if blocked else EXIT_OK
+
+
+def _walk(paths: list[str]) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to the --censor-to folder) for each input, folders walked in order."""
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    file = Path(dirpath) / name
+                    if file.suffix.lower() in IMAGE_SUFFIXES:
+                        yield file, Path(root.name) / file.relative_to(root)
+        elif root.exists():
+            yield root, Path(root.name)
+        else:
+            raise UsageError(f"{root}: no such file or folder")
+
+
+def _decode(data: bytes) -> list[Any]:
+    """Every frame as an RGB uint8 array, EXIF orientation applied (boxes match what people see).
+
+    Raises:
+        `ValueError`: not an image Pillow can decode.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            frames = [np.asarray(ImageOps.exif_transpose(frame.convert("RGB")))
+                      for frame in ImageSequence.Iterator(picture)]
+    except UnidentifiedImageError:
+        raise ValueError("not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ValueError(f"not a readable image ({e})") from None
+    if not frames:
+        raise ValueError("image has no frames")
+    return frames
+
+
+def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path) -> Path:
+    """Write a censored copy atomically (temp file + rename); never overwrites an existing file."""
+    from PIL import Image
+
+    settings = policy.section("image")
+    censored = censor_image(pixels, verdict, settings["censor_style"], settings["censor_margin"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stem, suffix = target.stem, target.suffix or ".png"
+    candidate, n = target.with_suffix(suffix), 1
+    while candidate.exists():
+        candidate = target.with_name(f"{stem}-{n}{suffix}")
+        n += 1
+    fd, temp = tempfile.mkstemp(dir=candidate.parent, prefix=".sdguard-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(censored).save(f, format=Image.registered_extensions().get(suffix.lower(), "PNG"))
+        os.replace(temp, candidate)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return candidate
+
+
+def _report(path: Path, verdict: Verdict, written: Path | None, frame: int | None, frames: int,
+            as_json: bool) -> None:
+    if as_json:
+        out: dict[str, Any] = {"path": str(path), **verdict.to_dict()}
+        if frame is not None:
+            out.update(frame=frame, frames=frames)
+        if written is not None:
+            out["censored_copy"] = str(written)
+        print_json(out)
+        return
+    print(f"{verdict.action.value.upper():7} {path}" + (f" -> {written}" if written else ""))
+    for reason in verdict.to_dict()["reasons"]:
+        print(f"  {reason}")
+
+
+def _report_error(path: Path, error: Exception, as_json: bool) -> None:
+    print(f"sdguard: error: {path}: {error}", file=sys.stderr)
+    if as_json:
+        print_json({"path": str(path), "error": str(error)})

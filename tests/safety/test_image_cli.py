@@ -1,0 +1,115 @@
+"""`sdguard check-image`: output per image, exit statuses, censored copies only where allowed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdguard.cli import main
+
+from _image_fakes import NUDE_BOX, fake_backends, marked_image
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    backends = fake_backends()
+    monkeypatch.setattr("sdguard.image_backends.get_backend", lambda name: backends[name])
+    return backends
+
+
+@pytest.fixture
+def album(tmp_path):
+    """clean.png, nude.png (adult: censor under public), sub/minor.png (minor ∧ nudity: block)."""
+    root = tmp_path / "album"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(marked_image(age=35)).save(root / "clean.png")
+    Image.fromarray(marked_image(age=35, nude=True)).save(root / "nude.png")
+    Image.fromarray(marked_image(age=9, nude=True)).save(root / "sub" / "minor.png")
+    (root / "notes.txt").write_text("not an image, skipped when walking")
+    return root
+
+
+def run(capsys, *argv):
+    status = main(["check-image", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_folder_walk_json_and_exit_3(capsys, album, tmp_path):
+    out_dir = tmp_path / "censored"
+    status, out, _ = run(capsys, album, "--json", "--censor-to", out_dir)
+    assert status == 3
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["path"].split("album/")[1], r["action"]) for r in rows] == [
+        ("clean.png", "allow"), ("nude.png", "censor"), ("sub/minor.png", "block")]
+    nude = rows[1]
+    assert nude["regions"] == [{"label": "FEMALE_BREAST_EXPOSED", "score": 0.9, "box": list(NUDE_BOX),
+                                "category": "sexual"}]
+    assert nude["faces"][0]["age"] == 35.0 and nude["reasons"] and nude["categories"]["sexual"] == 0.9
+    assert "minor_sexual" in rows[2]["codes"]
+    # Only the censored image was written; the blocked and the clean one were not.
+    written = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+    assert written == ["album/nude.png"] and nude["censored_copy"].endswith("album/nude.png")
+    copy = np.asarray(Image.open(out_dir / "album" / "nude.png"))
+    x0, y0, x1, y1 = NUDE_BOX
+    original = marked_image(age=35, nude=True)
+    assert not np.array_equal(copy[y0:y1, x0:x1], original[y0:y1, x0:x1])
+    assert np.array_equal(Image.open(album / "nude.png"), original)  # original untouched
+
+
+def test_clean_file_exit_0_and_text_output(capsys, album):
+    status, out, _ = run(capsys, album / "clean.png")
+    assert status == 0 and out.startswith("ALLOW")
+
+
+def test_adult_profile_still_blocks_minor(capsys, album):
+    status, out, _ = run(capsys, album / "sub" / "minor.png", album / "nude.png", "--profile", "adult")
+    assert status == 3
+    assert out.splitlines()[0].startswith("BLOCK") and "minor_sexual" in out
+    assert "ALLOW" in out.splitlines()[-1]
+
+
+def test_unreadable_file_is_reported_others_still_checked_exit_2(capsys, album):
+    (album / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    status, out, err = run(capsys, album, "--json")
+    assert status == 2
+    rows = [json.loads(line) for line in out.splitlines()]
+    [error] = [r for r in rows if "error" in r]
+    assert error["path"] == str(album / "broken.png") and error["error"].startswith("not a readable image")
+    assert len(rows) == 4 and "broken.png" in err
+
+
+def test_missing_path_is_a_usage_error_with_nothing_on_stdout(capsys, album):
+    status, out, err = run(capsys, album / "clean.png", album / "nope.png")
+    assert status == 2 and out == "" and "nope.png: no such file or folder" in err
+
+
+def test_censor_to_never_overwrites(capsys, album, tmp_path):
+    out_dir = tmp_path / "c"
+    run(capsys, album / "nude.png", "--censor-to", out_dir)
+    run(capsys, album / "nude.png", "--censor-to", out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["nude-1.png", "nude.png"]
+
+
+def test_failed_backend_blocks_and_writes_nothing(capsys, album, tmp_path, fakes):
+    from _image_fakes import FakeDetector
+
+    fakes["opennsfw"] = FakeDetector("opennsfw", fail=True)
+    out_dir = tmp_path / "c"
+    status, out, _ = run(capsys, album / "nude.png", "--json", "--censor-to", out_dir)
+    row = json.loads(out)
+    assert status == 3 and row["action"] == "block" and row["codes"] == ["guard_unavailable"]
+    assert not out_dir.exists() or not any(out_dir.rglob("*.png"))
+
+
+def test_multi_frame_file_reports_its_worst_frame(capsys, tmp_path):
+    frames = [Image.fromarray(marked_image(age=35)), Image.fromarray(marked_image(age=9, nude=True)),
+              Image.fromarray(marked_image(age=35, nude=True))]
+    path = tmp_path / "frames.tif"  # lossless, so the fakes' marker pixels survive
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    status, out, _ = run(capsys, path, "--json")
+    row = json.loads(out)
+    assert (row["frames"], row["frame"], row["action"], status) == (3, 1, "block", 3)
