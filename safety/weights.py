@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from ._paths import bundled_weights_dir
-from .errors import SdguardError
+from .errors import GuardUnavailable, SdguardError
 
 try:
     import tomllib
@@ -250,6 +250,19 @@ def locate(name: str, *, model_roots: Sequence[str | Path] = (),
     if found is not None:
         return found.path
     raise FileNotFoundError(missing_message(spec, model_roots))
+
+
+def require(name: str, *, model_roots: Sequence[str | Path] = (),
+            manifest: str | Path | Mapping[str, WeightSpec] | None = None) -> Path:
+    """`locate` for a detector that cannot run without the file.
+
+    Raises:
+        GuardUnavailable: the file is missing (message as `locate`'s) or the manifest has no such entry.
+    """
+    try:
+        return locate(name, model_roots=model_roots, manifest=manifest)
+    except (FileNotFoundError, WeightsError) as e:
+        raise GuardUnavailable(str(e)) from None
 
 
 def missing_message(spec: WeightSpec, model_roots: Sequence[str | Path] = ()) -> str:
