@@ -1,0 +1,228 @@
+"""check_model_file: findings from hashes, format, pickle imports and metadata, decided per policy."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from _model_fixtures import FakeLexicon, kohya_metadata, write_safetensors
+from sdguard import Action, load_policy
+from sdguard.hash_blocklist import Blocklist, BlocklistEntry
+from sdguard.model_guard import check_model_file, detect_format
+from sdguard.model_hashes import HashCache
+
+
+@pytest.fixture
+def check(tmp_path: Path):
+    """check_model_file with the fake term engine and a throwaway cache."""
+
+    def run(path: Path, profile: str = "public", **kwargs):
+        kwargs.setdefault("lexicon", FakeLexicon())
+        kwargs.setdefault("cache", HashCache(":memory:"))
+        policy = profile if not isinstance(profile, str) else load_policy(profile)
+        return check_model_file(path, policy, **kwargs)
+
+    return run
+
+
+def _policy(tmp_path: Path, body: str):
+    path = tmp_path / "p.toml"
+    path.write_text(body)
+    return load_policy(path)
+
+
+def test_clean_lora_is_allowed_with_hashes_and_top_tags(tmp_path: Path, check) -> None:
+    path = write_safetensors(tmp_path / "style.safetensors",
+                             kohya_metadata({"1girl": 100, "smile": 40, "outdoors": 10}))
+    v = check(path)
+    assert v.action is Action.ALLOW and v.stage == "model"
+    assert v.details["format"] == "safetensors" and len(v.details["sha256"]) == 64
+    assert v.details["autov2"] == v.details["sha256"][:10] and len(v.details["autov3"]) == 64
+    assert v.details["top_tags"][:2] == [["1girl", 100], ["smile", 40]]
+    assert v.details["train_images"] == 100  # from ss_dataset_dirs, not ss_num_train_images (x10 repeats)
+
+
+def test_a_stray_tag_does_not_block_but_a_trained_concept_does(tmp_path: Path, check) -> None:
+    stray = write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"1girl": 5000, "nude": 1}, images=5000))
+    trained = write_safetensors(tmp_path / "b.safetensors", kohya_metadata({"1girl": 100, "nude": 30}))
+    assert check(stray).action is Action.ALLOW
+    v = check(trained)
+    assert v.action is Action.BLOCK and v.codes == ("sexual",)
+    finding = v.evidence[0]
+    assert (finding.field, finding.term, finding.source, finding.score) == ("ss_tag_frequency", "nude", "tag_share", 0.3)
+    assert "30 of 100 training images" in finding.detail
+    assert check(trained, "adult").action is Action.ALLOW
+
+
+def test_minor_and_sexual_tags_derive_minor_sexual_in_every_profile(tmp_path: Path, check) -> None:
+    path = write_safetensors(tmp_path / "x.safetensors", kohya_metadata({"loli": 20, "nude": 30, "1girl": 100}))
+    for profile in ("adult", "public", "classroom"):
+        v = check(path, profile)
+        assert v.blocked and "minor_sexual" in v.codes, profile
+
+
+def test_real_person_name_with_sexual_content(tmp_path: Path, check) -> None:
+    meta = kohya_metadata({"taylor swift": 100, "1girl": 100}, **{"modelspec.description": "nsfw version"})
+    path = write_safetensors(tmp_path / "celeb.safetensors", meta)
+    v = check(path, "adult")
+    assert v.blocked and v.codes == ("real_person_sexual",)
+
+
+def test_text_fields_and_file_name_are_screened(tmp_path: Path, check) -> None:
+    meta = {"modelspec.title": "Ultraman hero", "ss_training_comment": "trained on gore scenes",
+            "ss_output_name": "x"}
+    path = write_safetensors(tmp_path / "my_nsfw_pack.safetensors", meta)
+    v = check(path)
+    fields = {f.field: f.term for f in v.evidence}
+    assert fields == {"file_name": "nsfw", "modelspec.title": "ultraman", "ss_training_comment": "gore"}
+    assert v.action is Action.BLOCK and set(v.codes) == {"sexual", "ip_character", "violence"}
+    span = next(f.span for f in v.evidence if f.field == "file_name")
+    assert "my_nsfw_pack.safetensors"[span[0]:span[1]] == "nsfw"
+
+
+def test_dataset_folder_names_are_screened(tmp_path: Path, check) -> None:
+    meta = {"ss_dataset_dirs": '{"10_loli_set": {"n_repeats": 10, "img_count": 40}}', "ss_output_name": "x"}
+    v = check(write_safetensors(tmp_path / "d.safetensors", meta), "adult")
+    assert v.categories.get("minor") == 1.0 and v.action is Action.ALLOW  # a cue alone is allowed
+
+
+def test_adult_tags_are_not_evidence(tmp_path: Path, check) -> None:
+    v = check(write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"adult": 100})))
+    assert "adult" not in v.categories and v.action is Action.ALLOW
+
+
+def test_blocklisted_hash_blocks_even_under_adult(tmp_path: Path, check) -> None:
+    path = write_safetensors(tmp_path / "listed.safetensors", {"ss_output_name": "fine"})
+    sha = check(path).details["sha256"]
+    bl = Blocklist([BlocklistEntry("autov2", sha[:10].upper().lower(), "sexual", "known bad", "mod:7")], name="ops")
+    v = check(path, "adult", blocklists=[bl])
+    assert v.blocked and v.codes == ("blocked_hash",)
+    evidence = v.evidence[0]
+    assert evidence.term == f"autov2:{sha[:10]}" and "known bad" in evidence.detail and "mod:7" in evidence.detail
+    assert v.categories["sexual"] == 1.0  # the list's category is reported too
+
+
+def test_autov3_blocklist_survives_metadata_edits(tmp_path: Path, check) -> None:
+    a = write_safetensors(tmp_path / "a.safetensors", {"ss_output_name": "original"})
+    b = write_safetensors(tmp_path / "b.safetensors", {"ss_output_name": "renamed to dodge"})
+    v3 = check(a).details["autov3"]
+    bl = Blocklist([BlocklistEntry("autov3", v3[:12], "minor_sexual")])
+    assert check(b, blocklists=[bl]).blocked
+
+
+def _evil_pickle(path: Path) -> Path:
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path.write_bytes(pickle.dumps({"state_dict": {}, "x": Payload()}, protocol=2))
+    return path
+
+
+def test_pickles_are_refused_by_default(tmp_path: Path, check) -> None:
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "benign.ckpt")
+    v = check(tmp_path / "benign.ckpt", "adult")
+    assert v.blocked and v.codes == ("unsafe_format",)
+    assert v.details["format"] == "pickle" and v.details["autov3"] is None
+    assert "torch._utils._rebuild_tensor_v2" in v.details["pickle_globals"]
+
+
+def test_allow_pickle_passes_benign_and_still_blocks_dangerous(tmp_path: Path, check) -> None:
+    torch = pytest.importorskip("torch")
+    policy = _policy(tmp_path, 'extends = "adult"\n[model]\nallow_pickle = true\n')
+    torch.save({"w": torch.zeros(2)}, tmp_path / "benign.pt")
+    assert check(tmp_path / "benign.pt", policy).action is Action.ALLOW
+    v = check(_evil_pickle(tmp_path / "evil.ckpt"), policy)
+    assert v.blocked and v.codes == ("unsafe_code",) and v.details["pickle_dangerous"]
+
+
+def test_unknown_import_warns_when_pickles_are_allowed(tmp_path: Path, check) -> None:
+    from decimal import Decimal
+
+    policy = _policy(tmp_path, '[model]\nallow_pickle = true\n')
+    path = tmp_path / "odd.pt"
+    path.write_bytes(pickle.dumps({"lr": Decimal("1")}, protocol=2))
+    v = check(path, policy)
+    assert v.action is Action.WARN and v.codes == ("unknown_import",)
+
+
+@pytest.mark.parametrize("name, content, fmt", [
+    ("empty.safetensors", b"", "safetensors"),
+    ("trunc.safetensors", None, "safetensors"),
+    ("junk.ckpt", b"\xff not a pickle at all", "pickle"),
+])
+def test_malformed_files_block_with_an_error(tmp_path: Path, check, name: str, content: bytes | None, fmt: str) -> None:
+    path = tmp_path / name
+    if content is None:
+        write_safetensors(path, {"ss_output_name": "x"})
+        path.write_bytes(path.read_bytes()[:-3])
+    else:
+        path.write_bytes(content)
+    v = check(path, "adult")
+    assert v.blocked and v.codes[0] == "malformed_input"
+    assert v.details["format"] == fmt and v.details["error"] and v.details["sha256"]
+
+
+def test_unknown_format_is_refused(tmp_path: Path, check) -> None:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00")
+    v = check(path, "adult")
+    assert v.details["format"] == "unknown" and v.codes == ("unsafe_format",)
+
+
+def test_format_is_sniffed_from_bytes(tmp_path: Path) -> None:
+    renamed = write_safetensors(tmp_path / "lora.pt", {"a": "b"})
+    assert detect_format(renamed) == "safetensors"
+    assert detect_format(_evil_pickle(tmp_path / "noext")) == "pickle"
+
+
+def test_term_lists_that_fail_to_load_fail_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check) -> None:
+    import sdguard.model_guard as mg
+
+    def broken():
+        raise RuntimeError("term lists corrupt")
+
+    monkeypatch.setattr(mg, "_default_lexicon", broken)
+    path = write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"1girl": 10}))
+    v = check(path, "adult", lexicon=None)
+    assert v.blocked and v.codes[0] == "guard_unavailable" and "term lists corrupt" in v.message
+    assert v.details["sha256"]  # hashes and format are still reported
+
+
+def test_verdicts_are_cached_per_file_state_and_policy(tmp_path: Path, check) -> None:
+    cache = HashCache(tmp_path / "cache.sqlite")
+    lexicon = FakeLexicon()
+    path = write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"nude": 30, "1girl": 100}),)
+    first = check(path, cache=cache, lexicon=lexicon)
+    calls = lexicon.calls
+    again = check(path, cache=cache, lexicon=lexicon)
+    assert lexicon.calls == calls  # answered from the cache
+    assert again == first and [r.action for r in again.reasons] == [r.action for r in first.reasons]
+    check(path, "adult", cache=cache, lexicon=lexicon)
+    assert lexicon.calls > calls  # another policy: screened again
+    calls = lexicon.calls
+    write_safetensors(path, kohya_metadata({"1girl": 100}))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert check(path, cache=cache, lexicon=lexicon).action is Action.ALLOW and lexicon.calls > calls
+
+
+def test_lexicon_without_fingerprint_is_not_verdict_cached(tmp_path: Path, check) -> None:
+    cache = HashCache(":memory:")
+    lexicon = FakeLexicon(fingerprint=None)
+    path = write_safetensors(tmp_path / "a.safetensors", {"ss_output_name": "x"})
+    check(path, cache=cache, lexicon=lexicon)
+    calls = lexicon.calls
+    check(path, cache=cache, lexicon=lexicon)
+    assert lexicon.calls > calls
+
+
+def test_folder_and_missing_file_raise(tmp_path: Path, check) -> None:
+    with pytest.raises(IsADirectoryError):
+        check(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        check(tmp_path / "missing.safetensors")

@@ -1,0 +1,53 @@
+"""Training-tag statistics and metadata findings (the share arithmetic behind tag_share)."""
+
+from __future__ import annotations
+
+import json
+
+from _model_fixtures import FakeLexicon, kohya_metadata
+from sdguard import load_policy
+from sdguard.model_metadata import metadata_findings, tag_stats
+
+
+def test_tags_merge_across_folders_and_count_images_without_repeats() -> None:
+    meta = {
+        "ss_tag_frequency": json.dumps({"5_a": {"Nude": 3, "smile": 1}, "10_b": {"nude": 2, " long  hair ": 4}}),
+        "ss_dataset_dirs": json.dumps({"5_a": {"n_repeats": 5, "img_count": 4}, "10_b": {"n_repeats": 10, "img_count": 6}}),
+        "ss_num_train_images": "80",
+    }
+    stats = tag_stats(meta)
+    assert stats.counts == {"nude": 5, "long hair": 4, "smile": 1}
+    assert (stats.images, stats.basis, stats.error) == (10, "ss_dataset_dirs", None)
+
+
+def test_image_count_falls_back_to_num_train_images_then_max_tag() -> None:
+    tags = json.dumps({"d": {"a": 7}})
+    assert tag_stats({"ss_tag_frequency": tags, "ss_num_train_images": "50"}).images == 50
+    stats = tag_stats({"ss_tag_frequency": tags})
+    assert (stats.images, stats.basis) == (7, "max tag count")
+
+
+def test_malformed_tag_frequency_is_reported_not_raised() -> None:
+    for raw in ("{", "[1]", '{"d": [1]}', '{"d": {"a": -1}}', '{"d": {"a": "3"}}'):
+        stats = tag_stats({"ss_tag_frequency": raw})
+        assert stats.counts == {} and stats.error and stats.error.startswith("ss_tag_frequency")
+
+
+def test_one_finding_per_category_with_the_largest_tag_and_all_tags_named() -> None:
+    meta = kohya_metadata({"nude": 20, "pussy": 35, "nsfw": 5, "1girl": 100})
+    findings = metadata_findings(meta, "x.safetensors", FakeLexicon(), load_policy("public"))
+    [sexual] = [f for f in findings if f.category == "sexual"]
+    assert (sexual.term, sexual.score, sexual.threshold) == ("pussy", 0.35, 0.1)
+    assert "pussy (35), nude (20), nsfw (5)" in sexual.detail
+
+
+def test_terms_never_span_two_tags() -> None:
+    lexicon = FakeLexicon({"taylor swift": "real_person"})
+    meta = kohya_metadata({"taylor": 50, "swift": 50})
+    assert metadata_findings(meta, "x", lexicon, load_policy("public")) == []
+
+
+def test_modelspec_fields_are_screened_with_their_key() -> None:
+    meta = {"modelspec.tags": "anime, child, style", "modelspec.trigger_phrase": "nude pose"}
+    found = {(f.field, f.category, f.term) for f in metadata_findings(meta, "x", FakeLexicon(), load_policy("public"))}
+    assert found == {("modelspec.tags", "minor", "child"), ("modelspec.trigger_phrase", "sexual", "nude")}
