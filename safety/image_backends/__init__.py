@@ -38,6 +38,10 @@ LOADERS: dict[str, str] = {
     "nudenet": ".nudenet:load",
     "opennsfw": ".opennsfw:load",
     "age": ".age:load",
+    # Optional, with user-provided weights (see `sdguard weights list`):
+    "compvis": ".compvis:load",
+    "wd14": ".wd14:load",
+    "vit": ".vit:load",
 }
 
 # Threads per ONNX Runtime session; 0 lets onnxruntime decide (all cores). Hosts that run the
