@@ -355,3 +355,21 @@ def test_vit_load_uses_the_weights_manager(tmp_path, monkeypatch):
 def test_varint_encoder_matches_protobuf_examples():
     """The hand-written ONNX encoder above rests on this (examples from the protobuf docs)."""
     assert _varint(1) == b"\x01" and _varint(150) == b"\x96\x01" and _varint(300) == struct.pack("BB", 0xAC, 0x02)
+
+
+def test_wd14_feeds_the_image_guard_and_minor_sexual(tmp_path):
+    """With the tagger enabled in a policy, explicit art with child tags is minor_sexual (blocked);
+    child tags alone are allowed; explicit alone is acted on as sexual (public censors it)."""
+    from sdguard import load_policy
+    from sdguard.image_guard import check_image
+    from sdguard.verdict import Action
+
+    policy_path = tmp_path / "anime.toml"
+    policy_path.write_text('extends = "public"\nname = "anime"\n[image]\nbackends = ["wd14"]\nrequired = ["wd14"]\n')
+    policy = load_policy(policy_path)
+    backend = {"wd14": wd14_backend(*tiny_tagger(tmp_path / "m"))}
+    magenta, blue, red = (check_image(solid(c), policy, backends=backend)
+                          for c in ((255, 0, 255), (0, 0, 255), (255, 0, 0)))
+    assert magenta.blocked and "minor_sexual" in {r.code for r in magenta.reasons}
+    assert not blue.blocked
+    assert red.action >= Action.CENSOR and {r.code for r in red.reasons} == {"sexual"}
