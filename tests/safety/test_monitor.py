@@ -1,0 +1,303 @@
+"""LoopMonitor: schedule, repeated and skipped steps, passes, per-item decisions, block, censor, audit."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sdguard import AuditLog, Blocked, load_policy  # noqa: E402
+from sdguard.audit import hash_input  # noqa: E402
+from sdguard.errors import PolicyError  # noqa: E402
+from sdguard.monitor import LoopMonitor, check_steps  # noqa: E402
+from sdguard.verdict import GUARD_UNAVAILABLE, Action, Finding, decide  # noqa: E402
+
+FLAG = 1.0   # channel-0 value of a latent the fake checker calls sexual
+CLEAN = 0.0
+
+
+class BrightDecoder:
+    """Channels 0-2 of the latent as the image (so a test sets what the checker sees)."""
+
+    name, upscale = "bright", 1
+
+    def __init__(self):
+        self.calls = 0
+
+    def decode(self, x0):
+        self.calls += 1
+        return x0[:, :1].expand(-1, 3, -1, -1).clamp(0, 1)
+
+
+class FakeChecker:
+    """Flags bright images as sexual, with a region over the whole preview."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def __call__(self, images, policy, stage):
+        self.batches.append(len(images))
+        out = []
+        for image in images:
+            score = 0.9 if image.mean() > 128 else 0.1
+            h, w = image.shape[:2]
+            regions = [{"label": "EXPOSED", "score": score, "box": [0, 0, w // 2, h // 2], "category": "sexual"}]
+            out.append(decide(stage, [Finding("sexual", score, "nudenet", 0.5)], policy,
+                              {"regions": regions if score > 0.5 else []}))
+        return out
+
+
+def make_policy(tmp_path, preview_action: str = "censor", extends: str = "public", **monitor):
+    lines = [f'extends = "{extends}"', 'name = "test"', "[monitor]", "preview_size = 32"]
+    lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in monitor.items()]
+    lines += ["[categories.sexual]", f'stage_actions = {{ preview = "{preview_action}", image = "block" }}']
+    path = tmp_path / f"policy-{preview_action}-{len(monitor)}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return load_policy(path)
+
+
+def latent(*values: float, size: int = 8, channels: int = 4):
+    x0 = torch.zeros(len(values), channels, size, size)
+    for i, v in enumerate(values):
+        x0[i, 0] = v
+    return x0
+
+
+def monitor_for(policy, family="sd15", **kwargs):
+    kwargs.setdefault("decoder", BrightDecoder())
+    kwargs.setdefault("checker", FakeChecker())
+    return LoopMonitor(policy, family, **kwargs)
+
+
+def run(monitor, total, x0, steps=None):
+    results = []
+    for step in steps if steps is not None else range(total):
+        results.append(monitor.on_step(step, total, x0))
+    return results
+
+
+# -- schedule ---------------------------------------------------------------------------------
+
+def test_check_steps():
+    assert check_steps(20, [0.3, 0.5, 0.7], True) == (5, 9, 13, 19)
+    assert check_steps(20, [0.3, 0.5, 0.7], False) == (5, 9, 13)
+    assert check_steps(10, [0.3], True) == (2, 9)
+    assert check_steps(2, [0.3, 0.5, 0.7], True) == (0, 1)
+    assert check_steps(1, [0.5], False) == (0,)
+
+
+def test_default_schedule_checks_four_steps_of_twenty(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    monitor.start({"host": "test"})
+    results = run(monitor, 20, latent(CLEAN))
+    assert [r.step for r in results if r.checked] == [5, 9, 13, 19]
+    assert monitor.checker.batches == [1, 1, 1, 1]
+    summary = monitor.finish()
+    assert [c.step for c in summary.checks] == [5, 9, 13, 19] and summary.action is Action.ALLOW
+
+
+def test_repeated_steps_are_checked_once(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    x0 = latent(CLEAN)
+    results = []
+    for step in range(20):                   # e.g. a per-evaluation hook under Heun: 2-3 calls per step
+        for _ in range(3):
+            results.append(monitor.on_step(step, 20, x0))
+    assert len(monitor.checker.batches) == 4 and monitor.decoder.calls == 4
+    assert results[15] is results[16] is results[17] and results[15].checked
+
+
+def test_sparse_caller_still_gets_every_check(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    results = run(monitor, 20, latent(CLEAN), steps=[0, 3, 6, 12, 15, 19])
+    assert [r.step for r in results if r.checked] == [6, 12, 15, 19]
+
+
+def test_step_going_back_starts_a_new_pass(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    run(monitor, 10, latent(CLEAN))
+    run(monitor, 10, latent(CLEAN))          # a second sampler with the same step count
+    summary = monitor.finish()
+    assert summary.passes == 2 and [c.step for c in summary.checks] == [2, 4, 6, 9] * 2
+
+
+def test_total_change_starts_a_new_pass(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    run(monitor, 20, latent(CLEAN), steps=range(8))
+    results = run(monitor, 10, latent(CLEAN))      # hires fix: 10 more steps
+    assert [r.step for r in results if r.checked] == [2, 4, 6, 9]
+    assert monitor.summary().passes == 2
+
+
+def test_shape_change_is_never_served_a_stale_result(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    first = monitor.on_step(5, 20, latent(CLEAN))
+    second = monitor.on_step(5, 20, latent(CLEAN, CLEAN))   # new batch size, same step index
+    assert first.checked and second.checked and len(second.verdicts) == 2
+    third = monitor.on_step(5, 20, latent(CLEAN, CLEAN).double())
+    assert third is not second and third.checked
+
+
+def test_disabled_monitor_checks_nothing(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, enabled=False))
+    assert not any(r.checked for r in run(monitor, 20, latent(FLAG)))
+    assert monitor.checker.batches == []
+
+
+def test_bad_schedule_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError, match=r"schedule must hold fractions in \(0, 1\]"):
+        monitor_for(make_policy(tmp_path, schedule=[0.0, 0.5]))
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    with pytest.raises(ValueError, match="0 <= step < total"):
+        monitor.on_step(20, 20, latent(CLEAN))
+    with pytest.raises(ValueError, match="has 4 channels; got 16"):
+        monitor.on_step(0, 20, latent(CLEAN, channels=16))
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+def test_block_raises_with_step_accounting_and_stays_blocked(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "block"))
+    with pytest.raises(Blocked) as e:
+        run(monitor, 20, latent(FLAG))
+    verdict = e.value.verdict
+    assert verdict.blocked and verdict.stage == "preview" and verdict.codes == ("sexual",)
+    assert verdict.details["step"] == 5 and verdict.details["total_steps"] == 20
+    assert verdict.details["steps_saved"] == 14 and verdict.details["fraction"] == 0.3
+    assert "sexual" in str(e.value)
+    with pytest.raises(Blocked):              # hosts that swallow the first exception cannot go on
+        monitor.on_step(6, 20, latent(CLEAN))
+    summary = monitor.finish()
+    assert summary.blocked_at == 5 and summary.steps_saved == 14 and summary.action is Action.BLOCK
+    monitor.on_step(0, 20, latent(CLEAN))      # finish() reset it for the next run
+
+
+def test_only_the_flagged_item_is_censored(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "censor"))
+    x0 = latent(CLEAN, FLAG, size=32)
+    x0[1, 0, ::2, ::2] = 0.6                  # a fine pattern that pixelation must wipe out
+    results = run(monitor, 20, x0, steps=range(6))
+    checked = results[5]
+    assert [v.action for v in checked.verdicts] == [Action.ALLOW, Action.CENSOR]
+    assert [v.details["item"] for v in checked.verdicts] == [0, 1]
+    assert checked.previews[0] is None
+    censored = checked.previews[1]
+    original = (x0[1, 0] * 255).round().to(torch.uint8).numpy()
+    assert censored.shape == (32, 32, 3)
+    # The region (top-left quarter plus margin) is pixelated; the rest is untouched.
+    assert not (censored[:16, :16, 0] == original[:16, :16]).all()
+    assert (censored[20:, 20:, 0] == original[20:, 20:]).all()
+    later = monitor.on_step(6, 20, x0)
+    assert not later.checked and later.previews[1] is censored and later.hidden
+
+
+def test_censor_keeps_the_preview_hidden_after_a_clean_check(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "censor"))
+    run(monitor, 20, latent(FLAG), steps=range(6))
+    result = monitor.on_step(9, 20, latent(CLEAN))
+    assert result.checked and result.verdicts[0].action is Action.ALLOW and result.previews[0] is not None
+
+
+def test_video_frames_are_merged_per_item(tmp_path):
+    policy = make_policy(tmp_path, "block", max_frames=4)
+    monitor = monitor_for(policy, "wan21")
+    x0 = torch.zeros(2, 16, 9, 4, 4)
+    x0[1, 0, 8] = FLAG                        # only item 1's last frame is unsafe
+    with pytest.raises(Blocked) as e:
+        monitor.on_step(5, 20, x0)
+    assert monitor.checker.batches == [8]     # 2 items x 4 frames
+    assert e.value.verdict.details["items"] == 2
+
+
+# -- failures fail closed ---------------------------------------------------------------------
+
+def test_checker_failure_blocks(tmp_path):
+    def broken(images, policy, stage):
+        raise RuntimeError("onnxruntime exploded")
+
+    monitor = monitor_for(make_policy(tmp_path), checker=broken)
+    with pytest.raises(Blocked) as e:
+        run(monitor, 20, latent(CLEAN))
+    assert e.value.verdict.codes == (GUARD_UNAVAILABLE,) and "onnxruntime exploded" in str(e.value)
+
+
+def test_checker_returning_too_few_verdicts_blocks(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path), checker=lambda images, policy, stage: [])
+    with pytest.raises(Blocked, match="0 verdicts for 2 previews"):
+        monitor.on_step(5, 20, latent(CLEAN, CLEAN))
+
+
+def test_decoder_failure_blocks(tmp_path):
+    class Broken:
+        name, upscale = "broken", 1
+
+        def decode(self, x0):
+            raise RuntimeError("CUDA out of memory")
+
+    monitor = monitor_for(make_policy(tmp_path), decoder=Broken())
+    with pytest.raises(Blocked, match="broken preview decoder could not run"):
+        monitor.on_step(5, 20, latent(CLEAN))
+
+
+def test_missing_required_taesd_refuses_to_start(tmp_path, monkeypatch):
+    from sdguard.errors import GuardUnavailable
+
+    monkeypatch.setenv("SDGUARD_CACHE", str(tmp_path / "cache"))
+    for name in ("SDGUARD_TAESD_DIR", "SDGUARD_WEIGHTS_DIR", "SDGUARD_MODEL_ROOTS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(GuardUnavailable, match="taesd_decoder"):
+        LoopMonitor(make_policy(tmp_path, decoder='"taesd"'), "sd15", checker=FakeChecker())
+
+
+# -- audit, lifecycle -------------------------------------------------------------------------
+
+def test_block_is_audited_with_the_latent_hash(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    monitor = monitor_for(make_policy(tmp_path, "block"), audit=log)
+    monitor.start({"host": "comfyui", "seed": 42})
+    x0 = latent(FLAG)
+    with pytest.raises(Blocked):
+        run(monitor, 20, x0)
+    monitor.finish()
+    records = list(log.records())
+    assert len(records) == 1 and log.verify().ok
+    record = records[0]
+    assert record["input_sha256"] == hash_input(x0.numpy().tobytes())
+    assert record["host"] == "comfyui" and record["extra"]["run"]["seed"] == 42
+    assert record["verdict"]["action"] == "block" and record["verdict"]["steps_saved"] == 14
+
+
+def test_finish_audits_the_worst_check_once(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    monitor = monitor_for(make_policy(tmp_path, "censor"), audit=log)
+    monitor.start()
+    run(monitor, 20, latent(FLAG))
+    summary = monitor.finish()
+    records = list(log.records())
+    assert len(records) == 1 and records[0]["verdict"]["action"] == "censor"
+    assert records[0]["verdict"]["step"] == 19   # latest among equally severe checks
+    assert summary.to_dict()["checks"][0]["step"] == 5
+    assert monitor.finish().checks == ()          # reset after finish
+
+
+def test_clone_shares_configuration_not_state(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "block"))
+    with pytest.raises(Blocked):
+        run(monitor, 20, latent(FLAG))
+    twin = monitor.clone()
+    assert twin.decoder is monitor.decoder and twin.checker is monitor.checker
+    assert twin.on_step(0, 20, latent(CLEAN)).checked is False
+    with pytest.raises(Blocked):
+        monitor.on_step(7, 20, latent(CLEAN))
+    monitor.reset()
+    assert monitor.on_step(7, 20, latent(CLEAN)).checked
+
+
+def test_real_decoder_and_default_policy_shapes(tmp_path):
+    """The default linear decoder and policy preview size, with the fake checker."""
+    monitor = LoopMonitor(load_policy("public"), "sdxl", decoder=None, checker=FakeChecker())
+    result = monitor.on_step(5, 20, torch.randn(1, 4, 16, 16))
+    assert result.checked and monitor.decoder.name in ("linear", "taesd")
