@@ -1,0 +1,186 @@
+"""The provenance pipeline a host runs when it saves an image, layers in the order that keeps each valid.
+
+1. visible label (pixels), 2. invisible watermark (pixels), 3. implicit label (metadata; its
+pixel digest must see the final pixels), 4. C2PA manifest, signed last (it hashes the file bytes).
+
+Works on encoded file bytes (PNG, JPEG, WebP), so a host saves as it always does and passes the
+bytes through. Pixel layers re-encode the image but keep every metadata chunk or segment
+(ComfyUI `prompt`/`workflow`, A1111 `parameters`, EXIF, ICC, XMP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import label_containers as lc
+from .label import AigcRecord, write_label
+from .label_containers import MalformedImage
+from .label_visible import CORNERS, TEXTS, draw_label
+from .watermark import DEFAULT_KEY, DEFAULT_STRENGTH, embed
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .policy import Policy
+
+PNG_COMPRESS_LEVEL = 4      # what ComfyUI's SaveImage uses
+JPEG_QUALITY = 95
+WEBP_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class ProvenanceOptions:
+    """Which layers to write, and with what content.
+
+    Attributes:
+        visible: draw the visible label; visible_text (one of label_visible.TEXTS) and visible_corner.
+        watermark: embed sdguard's invisible watermark; payload (6 bytes) defaults to the first
+            48 bits of SHA-256(content_id), which ties the mark to the implicit label's ProduceID.
+        implicit: write the GB 45438 implicit label (producer = ContentProducer, content_id = ProduceID;
+            a random UUID when empty).
+        c2pa: sign a C2PA manifest with the identity in c2pa_identity (folder with cert chain + key;
+            created there when absent).
+    """
+
+    visible: bool = False
+    visible_text: str = TEXTS[0]
+    visible_corner: str = CORNERS[0]
+    watermark: bool = True
+    payload: bytes | None = None
+    watermark_key: str = DEFAULT_KEY
+    watermark_strength: float = DEFAULT_STRENGTH
+    implicit: bool = True
+    producer: str = ""
+    content_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    c2pa: bool = False
+    c2pa_identity: Path | None = None
+
+
+def options_from_policy(policy: Policy, **overrides: object) -> ProvenanceOptions:
+    """Options from the policy's [label] and [watermark] sections, with keyword overrides."""
+    label, mark = policy.section("label"), policy.section("watermark")
+    values: dict[str, object] = {
+        "visible": label.get("visible", False), "visible_text": label.get("visible_text", TEXTS[0]),
+        "visible_corner": label.get("visible_corner", CORNERS[0]), "implicit": label.get("implicit", True),
+        "producer": label.get("producer", ""), "c2pa": label.get("c2pa", False),
+        "watermark": mark.get("embed", True), "watermark_key": mark.get("key", DEFAULT_KEY),
+        "watermark_strength": float(mark.get("strength", DEFAULT_STRENGTH)),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ProvenanceOptions(**values)  # type: ignore[arg-type]
+
+
+def payload_for(content_id: str) -> bytes:
+    """The watermark payload tied to a content ID: the first 48 bits of its SHA-256."""
+    return hashlib.sha256(content_id.encode("utf-8")).digest()[:6]
+
+
+def apply(data: bytes, options: ProvenanceOptions) -> bytes:
+    """Add the requested provenance layers to an encoded image.
+
+    Args:
+        data: a PNG, JPEG or WebP file.
+        options: which layers, see ProvenanceOptions.
+
+    Returns:
+        The new file's bytes.
+
+    Raises:
+        MalformedImage: the input is not a well-formed PNG/JPEG/WebP.
+        ValueError: the image is too small for the watermark or the visible label.
+        GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
+    """
+    fmt = lc.sniff(data)
+    if options.visible or options.watermark:
+        rgb, alpha = decode(data)
+        if options.visible:
+            rgb = draw_label(rgb, options.visible_text, options.visible_corner)
+        if options.watermark:
+            rgb = embed(rgb, options.payload or payload_for(options.content_id), key=options.watermark_key,
+                        strength=options.watermark_strength)
+        data = reencode(data, fmt, rgb, alpha)
+    if options.implicit:
+        data = write_label(data, AigcRecord(ContentProducer=options.producer, ProduceID=options.content_id))
+    if options.c2pa:
+        from .c2pa_sign import load_or_create_identity, sign
+
+        chain, key = load_or_create_identity(options.c2pa_identity or default_identity_dir())
+        data = sign(data, fmt, chain, key, title=f"{options.content_id}.{fmt}")
+    return data
+
+
+def decode(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB pixels (HxWx3 uint8) and the alpha channel if any.
+
+    Raises:
+        MalformedImage: PIL cannot decode the file.
+    """
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            rgba = im.convert("RGBA") if has_alpha else im.convert("RGB")
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise MalformedImage(f"cannot decode the image ({e})") from None
+    arr = np.asarray(rgba)
+    return np.ascontiguousarray(arr[:, :, :3]), (np.ascontiguousarray(arr[:, :, 3]) if has_alpha else None)
+
+
+def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None) -> bytes:
+    """Encode new pixels in the original's format, carrying over all its metadata."""
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(np.dstack([rgb, alpha]) if alpha is not None else rgb, "RGBA" if alpha is not None else "RGB")
+    buf = io.BytesIO()
+    if fmt == "png":
+        im.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+        fresh = lc.png_chunks(buf.getvalue())
+        pixel = [c for c in fresh if c.kind in lc.PNG_PIXEL_CHUNKS and c.kind != b"IHDR"]
+        old = lc.png_chunks(original)
+        out, placed = [fresh[0]], False
+        for c in old[1:]:
+            if c.kind in lc.PNG_PIXEL_CHUNKS:
+                if c.kind == b"IDAT" and not placed:
+                    out += pixel
+                    placed = True
+                continue
+            out.append(c)
+        return lc.png_bytes(out)
+    if fmt == "jpeg":
+        im.save(buf, "JPEG", quality=JPEG_QUALITY)
+        fresh, tail = lc.jpeg_segments(buf.getvalue())
+        old, _ = lc.jpeg_segments(original)
+        meta = [(m, p) for m, p in old if 0xE0 <= m <= 0xEF or m == 0xFE]
+        return lc.jpeg_bytes(meta + [(m, p) for m, p in fresh if not (0xE0 <= m <= 0xEF or m == 0xFE)], tail)
+    old_chunks = lc.webp_chunks(original)
+    lossless = any(c.kind == b"VP8L" for c in old_chunks)
+    extra = {k: v for k, v in _webp_info(original).items() if v}
+    im.save(buf, "WEBP", lossless=lossless, quality=100 if lossless else WEBP_QUALITY, **extra)
+    data = buf.getvalue()
+    xmp = lc.webp_xmp(old_chunks)
+    if xmp:
+        data = lc.webp_bytes(lc.webp_set_xmp(lc.webp_chunks(data), xmp, im.size, alpha is not None))
+    return data
+
+
+def _webp_info(data: bytes) -> dict[str, bytes]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return {"exif": im.info.get("exif", b""), "icc_profile": im.info.get("icc_profile", b"")}
+
+
+def default_identity_dir() -> Path:
+    """Where the local C2PA identity lives: $SDGUARD_HOME/c2pa, else ~/.sdguard/c2pa."""
+    import os
+
+    return Path(os.environ.get("SDGUARD_HOME") or Path.home() / ".sdguard") / "c2pa"
