@@ -21,19 +21,15 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import http.client
 import importlib.util
 import logging
 import os
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any
 
+from ._download import DownloadError, Progress, StderrBar, download
 from ._paths import bundled_weights_dir
 from .errors import GuardUnavailable, SdguardError
 
@@ -50,12 +46,8 @@ ENV_CACHE = "SDGUARD_CACHE"
 MANIFEST_FILE = "MANIFEST.toml"
 PART_SUFFIX = ".part"
 CHUNK_BYTES = 1 << 20
-HTTP_TIMEOUT_S = 30
-USER_AGENT = "sdguard-weights/0.1"
 # Algorithms an entry's `upstream_digest` may name, for files whose publisher gives no sha256.
 UPSTREAM_ALGORITHMS = ("md5", "git-sha1")
-
-Progress = Callable[[int, "int | None"], None]
 
 
 class WeightsError(SdguardError):
@@ -373,8 +365,14 @@ def fetch(name: str, *, progress: bool | Progress = True, trust_unverified: bool
     target = (Path(dest_dir) / PurePosixPath(spec.file).name) if dest_dir else cache_dir() / spec.file
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + PART_SUFFIX)
-    reporter = _StderrBar(spec.name) if progress is True else (progress or None)
-    _download(spec, part, reporter, model_roots)
+    reporter = StderrBar(spec.name) if progress is True else progress or None
+    try:
+        download(spec.url, part, size=spec.size, progress=reporter)
+    except DownloadError as e:
+        kept = f" {part} keeps what arrived; a re-run resumes it." if part.exists() else ""
+        advice = (f" If this machine is offline, download the file on one that is online and put it at "
+                  f"{target} or in ${ENV_WEIGHTS_DIR}." if e.unreachable else "")
+        raise WeightsError(f"cannot download {name} from {spec.url}: {e}.{advice}{kept}") from None
     if spec.size is not None and part.stat().st_size != spec.size:
         size = part.stat().st_size
         part.unlink()
@@ -390,86 +388,3 @@ def fetch(name: str, *, progress: bool | Progress = True, trust_unverified: bool
                        name, file_digests(part)[0])
     os.replace(part, target)
     return target
-
-
-def _download(spec: WeightSpec, part: Path, progress: Progress | None,
-              model_roots: Sequence[str | Path]) -> None:
-    """Fill `part` with the whole file, resuming from what it already holds."""
-    have = part.stat().st_size if part.exists() else 0
-    if spec.size is not None and have == spec.size:
-        return  # a previous run got every byte and stopped before the rename
-    if spec.size is not None and have > spec.size:
-        part.unlink()
-        have = 0
-    request = urllib.request.Request(spec.url, headers={"User-Agent": USER_AGENT})
-    if have:
-        request.add_header("Range", f"bytes={have}-")
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            if have and response.status != 206:  # the server ignored Range: start again
-                have = 0
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else spec.size
-            with part.open("ab" if have else "wb") as out:
-                done = have
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-            if length is not None and done < total:  # urllib returns short reads when the peer hangs up
-                raise http.client.IncompleteRead(b"", total - done)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # nothing left to send: the .part is complete or stale
-            return
-        raise WeightsError(f"cannot download {spec.name} from {spec.url}: HTTP {e.code} {e.reason}") from None
-    except http.client.HTTPException as e:  # e.g. the connection dropped mid-file
-        raise WeightsError(f"download of {spec.name} was interrupted ({type(e).__name__}); {part} keeps "
-                           f"what arrived and a re-run resumes it") from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        kept = f" {part} keeps what arrived; a re-run resumes it." if part.exists() else ""
-        where = part.with_name(part.name.removesuffix(PART_SUFFIX))
-        raise WeightsError(f"cannot download {spec.name} from {spec.url} ({reason}). If this machine is "
-                           f"offline, download the file on one that is online and put it at {where} "
-                           f"or in ${ENV_WEIGHTS_DIR}.{kept}") from None
-    finally:
-        if progress is not None and isinstance(progress, _StderrBar):
-            progress.close()
-
-
-class _StderrBar:
-    """A one-line progress bar on stderr, redrawn at most every `INTERVAL_S`."""
-
-    INTERVAL_S = 0.2
-    WIDTH = 30
-
-    def __init__(self, label: str, stream: TextIO | None = None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.started = time.monotonic()
-        self.drawn = 0.0
-        self.last: tuple[int, int | None] | None = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        self.last = (done, total)
-        now = time.monotonic()
-        if now - self.drawn >= self.INTERVAL_S:
-            self.drawn = now
-            self._draw(done, total, now)
-
-    def _draw(self, done: int, total: int | None, now: float) -> None:
-        rate = done / max(now - self.started, 1e-6) / 1e6
-        if total:
-            filled = int(self.WIDTH * done / total)
-            bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * done / total:5.1f}%"
-        else:
-            bar = f"{done / 1e6:8.1f} MB"
-        self.stream.write(f"\r{self.label} {bar} {rate:6.1f} MB/s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.last is not None:
-            self._draw(*self.last, time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()

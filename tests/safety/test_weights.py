@@ -23,6 +23,7 @@ class _Server:
     def __init__(self, payload: bytes):
         self.payload = payload
         self.cut_after: int | None = None  # send only this many bytes of the next response
+        self.honour_range = True
         self.ranges: list[str | None] = []
         server = self
 
@@ -32,7 +33,8 @@ class _Server:
                 if self.path != "/file.bin":
                     self.send_error(404)
                     return
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+                ranged = self.headers.get("Range") and server.honour_range
+                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if ranged else 0
                 body = server.payload[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(body)))
@@ -92,7 +94,7 @@ def test_fetch_downloads_checks_and_installs_atomically(tmp_path, server):
 def test_interrupted_download_resumes_with_range(tmp_path, server):
     manifest = write_manifest(tmp_path, server.url)
     server.cut_after = 300_000
-    with pytest.raises(weights.WeightsError, match="interrupted"):
+    with pytest.raises(weights.WeightsError, match="closed after 300000 of 1048576 bytes.*re-run resumes"):
         weights.fetch("demo", progress=False, manifest=manifest)
     part = tmp_path / "cache" / "weights" / "sub" / "demo.bin.part"
     assert part.stat().st_size == 300_000
@@ -110,6 +112,15 @@ def test_precreated_part_file_is_resumed(tmp_path, server):
     part.write_bytes(PAYLOAD[:1000])
     assert weights.fetch("demo", progress=False, manifest=manifest).read_bytes() == PAYLOAD
     assert server.ranges == ["bytes=1000-"]
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path, server):
+    manifest = write_manifest(tmp_path, server.url)
+    part = tmp_path / "cache" / "weights" / "sub" / "demo.bin.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"junk that must not stay in front")
+    server.honour_range = False
+    assert weights.fetch("demo", progress=False, manifest=manifest).read_bytes() == PAYLOAD
 
 
 def test_checksum_mismatch_installs_nothing(tmp_path, server):
