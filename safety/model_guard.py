@@ -54,7 +54,7 @@ _SNIFF_BYTES = 16
 
 def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None, *,
                      blocklists: Iterable[Blocklist] = (), cache: HashCache | None = None,
-                     lexicon: TermScanner | None = None) -> Verdict:
+                     lexicon: TermScanner | None = None, hashes: bool = True) -> Verdict:
     """Screen one model file.
 
     Args:
@@ -65,6 +65,9 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
         cache (`HashCache`, *optional*): where hashes and verdicts are kept; defaults to the user
             cache (``$SDGUARD_CACHE``). Pass ``HashCache(":memory:")`` for none that outlives the process.
         lexicon (`TermScanner`, *optional*): the prompt stage's term engine; defaults to its lists.
+        hashes (`bool`, *optional*, defaults to ``True``): ``False`` skips hashing when no blocklist is
+            given (a header-only screen, milliseconds whatever the file's size); the hash fields are
+            then ``None``. With blocklists the file is always hashed.
 
     Returns:
         `Verdict` with stage ``"model"``; details hold ``format``, ``sha256``, ``autov2``, ``autov3``,
@@ -82,26 +85,27 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
         raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
     key = FileKey.of(path)
     blocklist = Blocklist.combine(blocklists)
+    hashes = hashes or len(blocklist) > 0
     cache = cache if cache is not None else default_cache()
     try:
         lexicon = lexicon if lexicon is not None else _default_lexicon()
     except Exception as e:  # noqa: BLE001 - any failure to load the term lists fails closed
         # Still report format, hashes, blocklist and pickle findings; only metadata goes unscreened.
         failed = unavailable(STAGE, policy, "the model metadata screen (term lists)", e)
-        return failed.merge(_screen(key, policy, blocklist, None, cache))
-    screen_key = _screen_key(policy, blocklist, lexicon)
+        return failed.merge(_screen(key, policy, blocklist, None, cache, hashes))
+    screen_key = _screen_key(policy, blocklist, lexicon, hashes)
     if screen_key is not None:
         stored = cache.get_verdict(key, screen_key)
         if stored is not None:
             return _decode(stored)
-    verdict = _screen(key, policy, blocklist, lexicon, cache)
+    verdict = _screen(key, policy, blocklist, lexicon, cache, hashes)
     if screen_key is not None and FileKey.of(key.path) == key:  # unchanged while we read it
         cache.put_verdict(key, screen_key, _encode(verdict))
     return verdict
 
 
 def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermScanner | None,
-            cache: HashCache) -> Verdict:
+            cache: HashCache, hashes: bool) -> Verdict:
     """Everything but the cache look-up; `lexicon` ``None`` skips the metadata screen."""
     settings = policy.section(STAGE)
     fmt = detect_format(key.path)
@@ -124,9 +128,12 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
     else:
         findings.append(Finding(UNSAFE_FORMAT, 1.0, "format", term=Path(key.path).suffix or "(no extension)",
                                 detail="neither safetensors nor a pickle checkpoint: cannot be screened"))
-    hashes = _hashes(key, header, cache)
-    details.update(hashes.to_dict())
-    findings += _blocklist_findings(blocklist, hashes)
+    if hashes:
+        identity = _hashes(key, header, cache)
+        details.update(identity.to_dict())
+        findings += _blocklist_findings(blocklist, identity)
+    else:
+        details.update(sha256=None, autov2=None, autov3=None)
     stats = tag_stats(metadata)
     if lexicon is not None:
         findings += metadata_findings(metadata, details["file_name"], lexicon, policy, stats)
@@ -202,7 +209,7 @@ def _default_lexicon() -> TermScanner:
     return lexicon
 
 
-def _screen_key(policy: Policy, blocklist: Blocklist, lexicon: TermScanner) -> str | None:
+def _screen_key(policy: Policy, blocklist: Blocklist, lexicon: TermScanner, hashes: bool) -> str | None:
     """What a cached verdict depends on besides the file. ``None`` (no verdict caching) when the
     term engine cannot say which lists it holds."""
     lists = getattr(lexicon, "fingerprint", None)
@@ -214,17 +221,26 @@ def _screen_key(policy: Policy, blocklist: Blocklist, lexicon: TermScanner) -> s
         if not is_default:
             return None
         lists = _bundled_terms_fingerprint()
-    parts = (SCREEN_VERSION, policy.fingerprint, blocklist.fingerprint, str(lists))
+    parts = (SCREEN_VERSION, policy.fingerprint, blocklist.fingerprint, str(lists), str(hashes))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=1)
 def _bundled_terms_fingerprint() -> str:
-    digest = hashlib.sha256()
-    terms = resources.files(__package__).joinpath("data", "terms")
-    for item in sorted(terms.iterdir(), key=lambda t: t.name) if terms.is_dir() else ():
-        if item.is_file():
-            digest.update(item.name.encode() + b"\x00" + item.read_bytes())
+    """The bundled term lists' contents (and sdguard's version, for the matching code)."""
+    from . import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    pending = [resources.files(__package__).joinpath("data", "terms")]
+    while pending:
+        folder = pending.pop()
+        if not folder.is_dir():
+            continue
+        for item in sorted(folder.iterdir(), key=lambda t: t.name):
+            if item.is_dir():
+                pending.append(item)
+            else:
+                digest.update(item.name.encode() + b"\x00" + item.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -29,6 +29,8 @@ logger = logging.getLogger("sdguard.model")
 
 # Large reads: fewer syscalls and thread hand-offs; 4 MiB is past the point of diminishing returns.
 READ_BYTES = 4 << 20
+# Below this, a second thread costs more than it saves (small files, the last short read).
+_PARALLEL_MIN_BYTES = 1 << 20
 AUTOV2_DIGITS = 10
 CACHE_FILE = "model_hashes.sqlite"
 _SQLITE_TIMEOUT_S = 10.0
@@ -89,18 +91,25 @@ def hash_file(path: str | os.PathLike[str], *, data_offset: int | None = None,
     buffer = bytearray(read_bytes)
     view = memoryview(buffer)
     position = 0
-    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, "sdguard-hash") as pool:
-        while True:
-            n = f.readinto(buffer)
-            if not n:
-                break
-            pending = None
-            if tail is not None and position + n > data_offset:  # type: ignore[operator]
-                pending = pool.submit(tail.update, view[max(0, data_offset - position):n])  # type: ignore[operator]
-            full.update(view[:n])
-            if pending is not None:
-                pending.result()  # the buffer is reused by the next read
-            position += n
+    pool: ThreadPoolExecutor | None = None
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buffer):
+                pending = None
+                if tail is not None and position + n > data_offset:  # type: ignore[operator]
+                    part = view[max(0, data_offset - position):n]  # type: ignore[operator]
+                    if len(part) < _PARALLEL_MIN_BYTES:
+                        tail.update(part)
+                    else:
+                        pool = pool or ThreadPoolExecutor(1, "sdguard-hash")
+                        pending = pool.submit(tail.update, part)
+                full.update(view[:n])
+                if pending is not None:
+                    pending.result()  # the buffer is reused by the next read
+                position += n
+    finally:
+        if pool is not None:
+            pool.shutdown()
     sha = full.hexdigest()
     return FileHashes(sha, sha[:AUTOV2_DIGITS], tail.hexdigest() if tail is not None else None)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 import json
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -88,9 +90,11 @@ def tag_stats(metadata: Mapping[str, str]) -> TagStats:
                 if not isinstance(tags, dict):
                     raise ValueError("a folder's tags are not an object")
                 for tag, count in tags.items():
-                    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                    if type(count) is not int or count < 0:  # bool is not a count either
                         raise ValueError(f"count of {tag!r} is not a non-negative integer")
-                    name = " ".join(tag.split()).lower()
+                    name = tag.strip().lower()
+                    if "  " in name or "\t" in name or "\n" in name:
+                        name = " ".join(name.split())
                     if name:
                         counts[name] = counts.get(name, 0) + count
         except (ValueError, RecursionError) as e:
@@ -159,19 +163,10 @@ def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: Term
 def _tag_findings(stats: TagStats, lexicon: TermScanner, policy: Policy) -> list[Finding]:
     if not stats.counts or stats.images <= 0:
         return []
-    tags = list(stats.counts)
-    starts, position = [], 0
-    for tag in tags:
-        starts.append(position)
-        position += len(tag) + len(_TAG_SEPARATOR)
-    # One scan over all tags: the term engine's cost is per call, and a LoRA has thousands of tags.
-    text = _spaced(_TAG_SEPARATOR.join(tags))
     per_category: dict[str, dict[str, int]] = {}
-    for hit in lexicon.scan(text, TAG_KEY):
-        index = bisect.bisect_right(starts, hit.span[0]) - 1
-        if hit.category in CUE_ONLY or hit.span[1] > starts[index] + len(tags[index]):
-            continue
-        per_category.setdefault(hit.category, {})[tags[index]] = stats.counts[tags[index]]
+    for tag, hits in _tag_hits(list(stats.counts), lexicon).items():
+        for category, _ in hits:
+            per_category.setdefault(category, {})[tag] = stats.counts[tag]
     findings = []
     for category, hits in per_category.items():
         ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -186,6 +181,45 @@ def _tag_findings(stats: TagStats, lexicon: TermScanner, policy: Policy) -> list
             detail=f"{count} of {stats.images} training images ({share:.1%}); tags: {quoted}{more}",
         ))
     return findings
+
+
+# Term hits per tag, per term engine: LoRAs share most of their tags ("1girl", "solo", ...), so a
+# folder scan or a host loading LoRA after LoRA screens each distinct tag once per process.
+_TAG_HITS: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[str, str], ...]]] = weakref.WeakKeyDictionary()
+_TAG_HITS_LOCK = threading.Lock()
+MAX_CACHED_TAGS = 200_000
+
+
+def _tag_hits(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:
+    """``{tag: ((category, term), ...)}`` for the tags with hits."""
+    with _TAG_HITS_LOCK:
+        try:
+            known = _TAG_HITS.setdefault(lexicon, {})
+        except TypeError:  # a term engine that cannot be weakly referenced: no memo
+            known = {}
+        if len(known) > MAX_CACHED_TAGS:
+            known.clear()
+        fresh = [tag for tag in tags if tag not in known]
+    if fresh:
+        found = _scan_tags(fresh, lexicon)
+        with _TAG_HITS_LOCK:
+            known.update(found)
+    return {tag: known[tag] for tag in tags if known.get(tag)}
+
+
+def _scan_tags(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:
+    starts, position = [], 0
+    for tag in tags:
+        starts.append(position)
+        position += len(tag) + len(_TAG_SEPARATOR)
+    # One call over all tags: the term engine's cost is mostly per call, and a LoRA has thousands.
+    hits: dict[str, dict[tuple[str, str], None]] = {tag: {} for tag in tags}
+    for hit in lexicon.scan(_spaced(_TAG_SEPARATOR.join(tags)), TAG_KEY):
+        index = bisect.bisect_right(starts, hit.span[0]) - 1
+        if hit.category in CUE_ONLY or hit.span[1] > starts[index] + len(tags[index]):
+            continue  # a cue only, or a phrase spanning two tags
+        hits[tags[index]][(hit.category, hit.term)] = None
+    return {tag: tuple(found) for tag, found in hits.items()}
 
 
 def _folder_names(raw: str) -> list[str]:

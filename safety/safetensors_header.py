@@ -148,11 +148,13 @@ def parse_header(raw: bytes, data_size: int) -> tuple[dict[str, str], tuple[Tens
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise HeaderError(f"duplicate key {key!r} in header")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):  # rare: find the culprit only then
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise HeaderError(f"duplicate key {key!r} in header")
+            seen.add(key)
     return out
 
 
@@ -166,22 +168,23 @@ def _metadata(value: Any) -> dict[str, str]:
 
 
 def _is_index(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0  # not bool, which is an int subclass
 
 
 def _tensor(name: str, entry: Any) -> TensorInfo:
-    if not isinstance(entry, Mapping) or set(entry) != _TENSOR_KEYS:
+    if type(entry) is not dict or len(entry) != len(_TENSOR_KEYS) or not _TENSOR_KEYS.issuperset(entry):
         raise HeaderError(f"tensor {name!r} must have exactly dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+    bits_per = DTYPE_BITS.get(dtype) if type(dtype) is str else None
+    if bits_per is None:
         raise HeaderError(f"tensor {name!r} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(_is_index(d) for d in shape):
+    if type(shape) is not list or not all(map(_is_index, shape)):
         raise HeaderError(f"tensor {name!r} shape must be a list of non-negative integers")
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_index(o) for o in offsets)
+    if (type(offsets) is not list or len(offsets) != 2 or not all(map(_is_index, offsets))
             or offsets[0] > offsets[1]):
         raise HeaderError(f"tensor {name!r} data_offsets must be [begin, end] with 0 <= begin <= end")
     begin, end = offsets
-    bits = _element_count(shape, limit=(end - begin) * 8) * DTYPE_BITS[dtype]
+    bits = _element_count(shape, limit=(end - begin) * 8) * bits_per
     if bits != (end - begin) * 8:
         raise HeaderError(f"tensor {name!r}: shape {shape} of {dtype} needs {bits / 8:g} bytes "
                           f"but data_offsets give {end - begin}")

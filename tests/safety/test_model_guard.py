@@ -226,3 +226,12 @@ def test_folder_and_missing_file_raise(tmp_path: Path, check) -> None:
         check(tmp_path)
     with pytest.raises(FileNotFoundError):
         check(tmp_path / "missing.safetensors")
+
+
+def test_header_only_screen_skips_hashing_unless_a_blocklist_is_given(tmp_path: Path, check) -> None:
+    path = write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"nude": 30, "1girl": 100}))
+    quick = check(path, hashes=False)
+    assert quick.blocked and quick.details["sha256"] is None and quick.details["autov3"] is None
+    sha = check(path).details["sha256"]
+    listed = Blocklist([BlocklistEntry("sha256", sha, "sexual")])
+    assert check(path, "adult", hashes=False, blocklists=[listed]).codes == ("blocked_hash",)

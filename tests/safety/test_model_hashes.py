@@ -123,3 +123,13 @@ def test_default_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if os.name != "nt":
         assert default_cache_dir() == tmp_path / "xdg" / "sdguard"
+
+
+@pytest.mark.parametrize("offset", [0, 100, (1 << 20) + 5])
+def test_large_reads_hash_autov3_on_a_second_thread(tmp_path: Path, offset: int) -> None:
+    data = os.urandom(3 << 20) + b"tail"
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    hashes = hash_file(path, data_offset=offset, read_bytes=(1 << 20) + 7)
+    assert hashes.sha256 == hashlib.sha256(data).hexdigest()
+    assert hashes.autov3 == hashlib.sha256(data[offset:]).hexdigest()
