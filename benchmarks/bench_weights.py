@@ -52,12 +52,14 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
 
     specs = weights.load_manifest()
-    rows.append(("locate(nudenet_320n), package", f"{timed(lambda: weights.find('nudenet_320n', manifest=specs), 200) * 1e3:.2f} ms"))
-    rows.append(("locate(taesd_decoder), missing", f"{timed(lambda: weights.find('taesd_decoder', manifest=specs), 200) * 1e3:.2f} ms"))
+    for name, what in (("nudenet_320n", "found in its package"), ("taesd_decoder", "missing")):
+        seconds = timed(lambda: weights.find(name, manifest=specs), 200)
+        rows.append((f"locate({name}), {what}", f"{seconds * 1e3:.2f} ms"))
     present = [r for r in weights.verify(manifest=specs) if r.path is not None]
     total = sum(r.path.stat().st_size for r in present)
     seconds = timed(lambda: weights.verify(manifest=specs))
-    rows.append((f"verify(): {len(present)} present files, {total / 1e6:.0f} MB", f"{seconds:.2f} s = {total / 1e6 / seconds:.0f} MB/s"))
+    rows.append((f"verify(): {len(present)} present files, {total / 1e6:.0f} MB",
+                 f"{seconds:.2f} s = {total / 1e6 / seconds:.0f} MB/s"))
 
     payload = os.urandom(args.mb << 20)
     httpd, url = serve(payload)
@@ -67,7 +69,8 @@ def main() -> None:
         manifest.write_text(f'[w]\nfile = "w.bin"\nurl = "{url}"\nsize = {len(payload)}\n'
                             f'sha256 = "{hashlib.sha256(payload).hexdigest()}"\n')
         seconds = timed(lambda: weights.fetch("w", progress=False, manifest=manifest))
-        rows.append((f"fetch(): {args.mb} MB from 127.0.0.1, incl. sha256", f"{seconds:.2f} s = {args.mb / seconds:.0f} MB/s"))
+        rows.append((f"fetch(): {args.mb} MB from 127.0.0.1, incl. sha256",
+                     f"{seconds:.2f} s = {args.mb / seconds:.0f} MB/s"))
         installed = weights.cache_dir() / "w.bin"
         part = installed.with_name("w.bin.part")
         os.replace(installed, part)

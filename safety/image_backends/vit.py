@@ -86,9 +86,9 @@ class VitBackend:
 
     def _detection(self, probabilities: Sequence[float]) -> Detection:
         scores: dict[str, float] = {}
+        combine = max if self.multi_label else sum  # independent classes vs. exclusive ones
         for index, category in self._feeds.items():
-            p = probabilities[index]
-            scores[category] = max(scores.get(category, 0.0), p) if self.multi_label else scores.get(category, 0.0) + p
+            scores[category] = combine((scores.get(category, 0.0), probabilities[index]))
         tags = {self.labels[i]: p for i, p in enumerate(probabilities)}
         return Detection(NAME, {c: min(1.0, s) for c, s in scores.items()}, tags=tags)
 

@@ -48,7 +48,8 @@ class _Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/file.bin"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def close(self):
@@ -214,7 +215,8 @@ def test_package_member_is_found_without_download(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "models" / "w.bin").write_bytes(PAYLOAD)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    manifest = write_manifest(tmp_path, "", extra='package = "fakepkg_weights"\nmember = "fakepkg_weights/models/w.bin"\n')
+    manifest = write_manifest(tmp_path, "", extra='package = "fakepkg_weights"\n'
+                                                  'member = "fakepkg_weights/models/w.bin"\n')
     found = weights.find("demo", manifest=manifest)
     assert found.source == "package" and found.path.read_bytes() == PAYLOAD
     assert weights.fetch("demo", progress=False, manifest=manifest) == found.path
