@@ -12,7 +12,7 @@ import pytest
 
 from sdguard import Action, GuardUnavailable, load_policy
 from sdguard.image_backends import get_backend, locate_model
-from sdguard.image_backends.age import CHANNEL_MEANS, CLASS_AGES, face_chips
+from sdguard.image_backends.age import CHANNEL_MEANS, CLASS_AGES, CROP_SCALES, face_chips
 from sdguard.image_guard import check_images
 from sdguard.image_types import Face
 
@@ -71,7 +71,8 @@ def test_age_input_matches_the_reference_normalisation():
     assert tuple(spec.normalization.means) == pytest.approx(CHANNEL_MEANS)
     assert tuple(spec.age_weights) == CLASS_AGES
     chips = face_chips(photo_like(4), (100, 120, 220, 240))
-    assert chips.shape == (6, 64, 64, 3)
+    assert chips.shape == (2 * len(CROP_SCALES), 64, 64, 3)
+    assert np.array_equal(chips[1], chips[0][:, ::-1])  # each crop and its mirror
     ours = (chips.astype(np.float32) - np.asarray(CHANNEL_MEANS, np.float32)) / np.float32(256.0)
     assert np.array_equal(np.ascontiguousarray(ours.transpose(0, 3, 1, 2)), prepare_batch(chips, spec))
 
