@@ -1,4 +1,262 @@
+"""The lexical prompt guard: term lists, seen through obfuscation, turned into findings.
+
+`Lexicon.scan` finds raw term hits (category, term, span in the original text) and applies no
+policy; other stages (LoRA metadata) reuse it. `Lexicon.prompt_findings` applies the prompt-level
+rules: sexual, suggestive and violence words in the negative prompt do not count (people write
+"nsfw, nude" there), while adult words in the negative prompt ("adult, mature") are a minor cue.
+The combinations (minor ∧ sexual → minor_sexual, real person ∧ sexual → real_person_sexual) are
+applied afterwards by `verdict.decide`, once over every stage's findings.
+
+Example:
+    >>> from sdguard import load_policy
+    >>> lex = Lexicon.default()
+    >>> [(h.category, h.term, h.span) for h in lex.scan("(n.u.d.e:1.3), <lora:loli_v2:0.8>")]
+    [('sexual', 'nude', (1, 8)), ('minor', 'loli', (21, 25))]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from .prompt_ages import ADULT_AGE, chinese_ages, word_ages
+from .prompt_normalize import Folded, Word, Words, fold
+from .prompt_terms import EXCEPTION, Entry, RawHit, TermIndex, bundled_entries, read_terms
+from .verdict import Finding
+
+if TYPE_CHECKING:
+    from .policy import Policy
+
+logger = logging.getLogger("sdguard.prompt")
+
+SOURCE = "lexical"
+# Hits that count in the negative prompt, and the category they become there.
+_NEGATIVE_RULES = {"adult": "minor"}
+# Categories that never become findings on their own in the positive prompt.
+_PROMPT_IGNORED = frozenset({"adult"})
+# camelCase word boundaries: "Loli|Nsfw", "NSFW|Art".
+_CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+# A host list: a file (one name a line, `#` comments) or the names themselves.
+TermSource = Union[str, "os.PathLike[str]", Iterable[str]]
+
+
+@dataclass(frozen=True)
+class TermHit:
+    """One list entry found in a text.
+
+    Args:
+        category (`str`): ``sexual``, ``suggestive``, ``minor``, ``adult``, ``minor_sexual``,
+            ``real_person``, ``ip_character`` or ``violence``.
+        term (`str`): the entry as listed (``"12 year old"`` for ages).
+        span (`tuple[int, int]`): ``[start, end)`` in the original text.
+        field (`str`): where it was found (``"prompt"``, ``"negative"``, a metadata key).
+    """
+
+    category: str
+    term: str
+    span: tuple[int, int]
+    field: str
+
+
 class Lexicon:
+    """Compiled term lists: the bundled ones plus a host's real-person and IP-character lists.
+
+    Build it with `Lexicon.default()` (cached) or `Lexicon.from_files(...)`; it never changes
+    afterwards and is safe to share between threads.
+
+    Args:
+        index (`TermIndex`): the compiled lists.
+    """
+
+    _default: Lexicon | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, index: TermIndex) -> None:
+        self._index = index
+
     @classmethod
-    def default(cls): return cls()
-    def prompt_findings(self, p, n, policy): return []
+    def default(cls) -> Lexicon:
+        """The bundled lists, compiled once per process.
+
+        Example:
+            >>> Lexicon.default() is Lexicon.default()
+            True
+        """
+        if cls._default is None:
+            with cls._default_lock:
+                if cls._default is None:
+                    cls._default = cls(TermIndex(bundled_entries()))
+        return cls._default
+
+    @classmethod
+    def from_files(cls, *, real_persons: TermSource | None = None, ip_characters: TermSource | None = None,
+                   extra_terms: Mapping[str, TermSource] | None = None) -> Lexicon:
+        """The bundled lists plus host lists.
+
+        Args:
+            real_persons (`str | PathLike | Iterable[str]`, *optional*): names of real people, as a
+                file (one a line, ``#`` comments) or the names themselves.
+            ip_characters (`str | PathLike | Iterable[str]`, *optional*): protected characters.
+            extra_terms (`Mapping[str, ...]`, *optional*): more entries per category
+                (``{"sexual": ["..."], "exception": "allow.txt"}``).
+
+        Returns:
+            `Lexicon`
+
+        Raises:
+            `FileNotFoundError`: a list file does not exist.
+            `ValueError`: an unknown category or an entry that cannot match.
+
+        Example:
+            >>> lex = Lexicon.from_files(real_persons=["Jane Example"])
+            >>> [h.category for h in lex.scan("jane example nude")]
+            ['real_person', 'sexual']
+        """
+        entries = bundled_entries()
+        lists: dict[str, TermSource] = dict(extra_terms or {})
+        for category, source in (("real_person", real_persons), ("ip_character", ip_characters)):
+            if source is not None:
+                entries.extend((category, term) for term in _read_source(source))
+        for category, source in lists.items():
+            entries.extend((category, term) for term in _read_source(source))
+        return cls(TermIndex(entries))
+
+    def scan(self, text: str, field: str = "prompt") -> list[TermHit]:
+        """Every list entry in `text`, seen through host syntax and obfuscation; no policy applied.
+
+        Args:
+            text (`str`): a prompt, negative prompt or metadata value.
+            field (`str`, *optional*, defaults to ``"prompt"``): copied into each hit.
+
+        Returns:
+            `list[TermHit]`: in order of position; spans index the original `text`.
+
+        Raises:
+            `TypeError`: `text` is not a `str`.
+        """
+        folded = fold(text)
+        raw = self._raw_hits(folded)
+        if not raw:
+            return []
+        raw.sort(key=_position)
+        exceptions = [h for h in raw if h.entry.category == EXCEPTION]
+        hits = []
+        seen = set()
+        covered = -1  # the furthest end of the exceptions that start at or before the current hit
+        pending = iter(exceptions)
+        upcoming = next(pending, None)
+        for hit in raw:
+            while upcoming is not None and upcoming.start <= hit.start:
+                covered = max(covered, upcoming.end)
+                upcoming = next(pending, None)
+            if hit.entry.category == EXCEPTION or hit.end <= covered or hit in seen:
+                continue
+            seen.add(hit)
+            hits.append(TermHit(hit.entry.category, hit.entry.term, folded.span(hit.start, hit.end), field))
+        return hits
+
+    def prompt_findings(self, prompt: str, negative: str, policy: Policy) -> list[Finding]:
+        """Findings of the prompt stage for one prompt and its negative prompt.
+
+        In the prompt every hit counts except adult words. In the negative prompt only adult
+        words count, as a ``minor`` cue (asking the model to avoid adults). One finding per
+        category and term (the first occurrence), so a huge prompt gives a short verdict.
+
+        Args:
+            prompt (`str`): the positive prompt.
+            negative (`str`): the negative prompt (may be empty).
+            policy (`Policy`): supplies the thresholds (``policy.threshold(category, "lexical")``).
+
+        Returns:
+            `list[Finding]`: cues and categories; `decide()` derives the combinations.
+        """
+        findings: list[Finding] = []
+        seen: set[tuple[str, str, str]] = set()
+        thresholds: dict[str, float] = {}
+
+        def add(category: str, hit: TermHit, detail: str | None = None) -> None:
+            if (category, hit.term, hit.field) in seen:
+                return
+            seen.add((category, hit.term, hit.field))
+            if category not in thresholds:
+                thresholds[category] = policy.threshold(category, SOURCE, 1.0)
+            findings.append(Finding(category, 1.0, SOURCE, thresholds[category], term=hit.term,
+                                    span=hit.span, field=hit.field, detail=detail))
+
+        for hit in self.scan(prompt, "prompt"):
+            if hit.category not in _PROMPT_IGNORED:
+                add(hit.category, hit)
+        if negative:
+            for hit in self.scan(negative, "negative"):
+                category = _NEGATIVE_RULES.get(hit.category)
+                if category is not None:
+                    add(category, hit, detail="adult word in the negative prompt")
+        return findings
+
+    def _raw_hits(self, folded: Folded) -> list[RawHit]:
+        index = self._index
+        text = folded.text
+        found = Words(text)
+        hits = index.match_words(found)
+        candidates = found.spaced_runs() + found.joined_pairs()
+        if folded.is_aligned and not folded.original.islower():
+            candidates += _camel_parts(folded.original, found, index)
+        if candidates:
+            hits.extend(index.match_single(candidates))
+        for age in word_ages(found):
+            hits.append(_age_hit(age.years, age.start, age.end))
+        if not text.isascii():
+            hits.extend(index.match_cjk(text))
+            for age in chinese_ages(text):
+                hits.append(_age_hit(age.years, age.start, age.end, chinese=True))
+        return hits
+
+
+def _position(hit: RawHit) -> tuple[int, int]:
+    return hit.start, -hit.end
+
+
+def _age_hit(years: int, start: int, end: int, chinese: bool = False) -> RawHit:
+    category = "minor" if years < ADULT_AGE else "adult"
+    term = f"{years}岁" if chinese else f"{years} year old"
+    return RawHit(Entry(category, term), start, end)
+
+
+def _camel_parts(original: str, found: Words, index: TermIndex) -> list[Word]:
+    """The parts of unknown camelCase words ("MyLoliNsfw" → "my", "loli", "nsfw"); known words
+    stay whole ("DiCaprio" when a list has it). Only for texts whose folding kept every position."""
+    inside: dict[int, list[int]] = {}
+    starts, ends = found.starts, found.ends
+    for match in _CAMEL_RE.finditer(original):
+        bound = match.start()
+        position = bisect_right(starts, bound) - 1
+        if position >= 0 and starts[position] < bound < ends[position]:
+            inside.setdefault(position, []).append(bound)
+    out = []
+    for position, bounds in inside.items():
+        word = found.texts[position]
+        if index.classify(word)[0] is None:
+            edges = [starts[position], *bounds, ends[position]]
+            out.extend(Word(word[a - edges[0]:b - edges[0]], a, b) for a, b in zip(edges, edges[1:]))
+    return out
+
+
+def _read_source(source: TermSource) -> list[str]:
+    """Entries from a list file (str or PathLike) or an iterable of entries."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            return read_terms(path.read_text("utf-8-sig"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"term list not found: {path}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    return [str(term).strip() for term in source if str(term).strip()]

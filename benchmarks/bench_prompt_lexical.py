@@ -1,0 +1,120 @@
+"""Benchmark of the lexical prompt guard (semantic classifier off), on one core.
+
+Prints: prompts/s of `Lexicon.prompt_findings` + `decide` per eval set, the time for a 1 MB prompt
+(and pathological 1 MB inputs), and flagged rates (any non-allow, and blocked) per eval set under
+the public and classroom profiles.
+
+    python benchmarks/bench_prompt_lexical.py [--eval DIR] [--show-hits SET]
+
+The eval sets are JSON Lines with a "prompt" key (default: ../shared/eval beside the checkout).
+Timings are wall-clock on whatever machine runs this; a shared machine makes them noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from sdguard import load_policy
+from sdguard.prompt_lexical import Lexicon
+from sdguard.verdict import Action, decide
+
+EVAL_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "eval"
+PROFILES = ("public", "classroom")
+MEGABYTE = 1 << 20
+REPEATS = 3
+
+
+def lexical_policy(profile: str, folder: Path):
+    """`profile` with the semantic classifier off (as tests/conftest.py's lexical_policy)."""
+    path = folder / f"{profile}-lexical.toml"
+    path.write_text(f'extends = "{profile}"\nname = "{profile}-lexical"\n[prompt]\nsemantic = "off"\n')
+    return load_policy(path)
+
+
+def read_set(path: Path) -> list[tuple[str, str]]:
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    return [(r["prompt"], r.get("negative", "")) for r in rows]
+
+
+def throughput(lexicon: Lexicon, items: list[tuple[str, str]], policy) -> float:
+    """Best of `REPEATS` runs, prompts per second."""
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for prompt, negative in items:
+            decide("prompt", lexicon.prompt_findings(prompt, negative, policy), policy)
+        best = min(best, time.perf_counter() - start)
+    return len(items) / best
+
+
+def timed(lexicon: Lexicon, text: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    hits = lexicon.scan(text)
+    return time.perf_counter() - start, len(hits)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval", type=Path, default=EVAL_DEFAULT, help="folder of *.jsonl eval sets")
+    parser.add_argument("--show-hits", metavar="SET", help="print the flagged prompts of one set")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    lexicon = Lexicon.default()
+    print(f"Lexicon.default() built in {1000 * (time.perf_counter() - start):.1f} ms")
+    sets = {p.stem: read_set(p) for p in sorted(args.eval.glob("*.jsonl"))}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        policies = {name: lexical_policy(name, Path(tmp)) for name in PROFILES}
+
+    print("\n## Throughput (prompt_findings + decide, public, one core)")
+    print(f"{'set':<16}{'prompts':>8}{'mean chars':>12}{'prompts/s':>12}")
+    total_items = [item for items in sets.values() for item in items]
+    for name, items in [*sets.items(), ("all", total_items)]:
+        mean = sum(len(p) for p, _ in items) / max(1, len(items))
+        rate = throughput(lexicon, items, policies["public"])
+        print(f"{name:<16}{len(items):>8}{mean:>12.0f}{rate:>12,.0f}")
+
+    print("\n## Large inputs (Lexicon.scan)")
+    words = "a photo of a cat sitting on a mat in the sun, (masterpiece:1.2), [dog|cat] BREAK "
+    cases = {
+        "1 MB prose": (words * (MEGABYTE // len(words) + 1))[:MEGABYTE],
+        "1 MB prose + hits": ((words + "nude loli 萝莉 ") * (MEGABYTE // len(words) + 1))[:MEGABYTE],
+        "1 MB '((((('": "(" * MEGABYTE,
+        "1 MB spaced letters": "n " * (MEGABYTE // 2),
+        "1 MB zero-width": "\u200b" * MEGABYTE,
+        "1 MB CJK": ("一个小女孩在放风筝" * (MEGABYTE // 9 + 1))[:MEGABYTE],
+        "1 MB one word": "a" * MEGABYTE,
+    }
+    print(f"{'input':<22}{'seconds':>9}{'hits':>8}")
+    for name, text in cases.items():
+        seconds, hits = timed(lexicon, text)
+        print(f"{name:<22}{seconds:>9.3f}{hits:>8}")
+
+    print("\n## Flagged rates, lexical stage alone (flagged = any non-allow)")
+    print(f"{'set':<16}" + "".join(f"{p + ' flagged':>18}{p + ' blocked':>18}" for p in PROFILES))
+    for name, items in sets.items():
+        row = f"{name:<16}"
+        for profile in PROFILES:
+            policy = policies[profile]
+            verdicts = [decide("prompt", lexicon.prompt_findings(p, n, policy), policy) for p, n in items]
+            flagged = sum(v.action is not Action.ALLOW for v in verdicts)
+            blocked = sum(v.blocked for v in verdicts)
+            row += f"{100 * flagged / len(items):>17.2f}%{100 * blocked / len(items):>17.2f}%"
+            if profile == "public" and name == args.show_hits:
+                codes = Counter(c for v in verdicts for c in v.codes)
+                print(f"  {name}: {dict(codes)}")
+                for (prompt, _), verdict in zip(items, verdicts):
+                    if verdict.action is not Action.ALLOW:
+                        terms = [f"{f.category}:{f.term}" for f in verdict.evidence if f.term]
+                        print(f"    {verdict.action.value:<6} {terms} {prompt[:120]!r}")
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The term engine: term lists compiled into matchers over folded text.
+
+Latin entries are matched word by word: every word of the prompt is mapped to a list word
+(exactly, as a plural, with digit/symbol substitutions undone, or with stretched letters
+collapsed), then multi-word entries are looked up by their first word. CJK entries are matched
+as substrings with an Aho–Corasick automaton, because Chinese and Japanese have no spaces. Both
+are linear in the prompt length; nothing here uses a backtracking regular expression.
+
+The engine knows nothing about prompts or policies: `prompt_lexical.Lexicon` builds one from the
+bundled lists and host lists, and other stages (LoRA metadata) can reuse it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from itertools import compress, repeat
+from operator import is_not
+from typing import NamedTuple
+
+from .prompt_normalize import WORD_RE, Word, Words, collapse, deleet, fold_term, has_long_run
+
+# Categories a list entry may have. "exception" entries suppress hits inside them.
+CATEGORIES = ("sexual", "suggestive", "minor", "adult", "minor_sexual", "violence",
+              "real_person", "ip_character")
+EXCEPTION = "exception"
+# Prefix entries ("porn*") need this many letters, so they cannot swallow ordinary words.
+MIN_PREFIX = 4
+# Multi-word entries also match written as one word ("child porn" → "childporn") from this length.
+MIN_GLUED = 6
+# Stretched words ("nuude") are only collapsed onto list words of at least this length, unless a
+# letter repeats three times ("seeex"): short collapses ("kidd" → "kid") hit real names.
+MIN_COLLAPSED = 4
+# Characters matched as CJK: kana, CJK ideographs (and extensions), half-width katakana.
+_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+# A CJK run: CJK characters, possibly joined by name dots or up to 3 Latin letters/digits
+# ("哆啦a梦", "a片"). Bounded repetitions only, so matching stays linear.
+CJK_RUN_RE = re.compile(f"(?:[a-z0-9]{{1,3}})?[{_CJK_CLASS}](?:[{_CJK_CLASS}·・]|[a-z0-9]{{1,3}}(?=[{_CJK_CLASS}]))*")
+_NAME_DOTS = "·・"
+# What `TermIndex.classify` says about a word no entry uses.
+_NOTHING: tuple[str | None, tuple[Entry, ...]] = (None, ())
+# Words remembered by `TermIndex.classify` before the memo starts over (bounds its memory).
+_CACHE_SIZE = 1 << 16
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One list entry: its category and the term as listed (shown in verdicts)."""
+
+    category: str
+    term: str
+
+
+class RawHit(NamedTuple):
+    """A hit in folded coordinates."""
+
+    entry: Entry
+    start: int
+    end: int
+
+
+class AhoCorasick:
+    """Multi-pattern substring search in one pass (pure Python, built once).
+
+    Args:
+        patterns (`Iterable[tuple[str, Entry]]`): (pattern, value) pairs; a pattern may repeat.
+
+    Example:
+        >>> ac = AhoCorasick([("he", Entry("x", "he")), ("she", Entry("x", "she"))])
+        >>> [(s, e) for s, e, _ in ac.find("ushers")]
+        [(1, 4), (2, 4)]
+    """
+
+    def __init__(self, patterns: Iterable[tuple[str, Entry]]) -> None:
+        self._goto: list[dict[str, int]] = [{}]
+        self._out: list[list[tuple[int, Entry]]] = [[]]
+        for pattern, value in patterns:
+            state = 0
+            for ch in pattern:
+                nxt = self._goto[state].get(ch)
+                if nxt is None:
+                    nxt = len(self._goto)
+                    self._goto[state][ch] = nxt
+                    self._goto.append({})
+                    self._out.append([])
+                state = nxt
+            self._out[state].append((len(pattern), value))
+        self._fail = [0] * len(self._goto)
+        queue = list(self._goto[0].values())
+        for state in queue:  # breadth first: a state's fail link is computed before its children's
+            for ch, child in self._goto[state].items():
+                queue.append(child)
+                fail = self._fail[state]
+                while fail and ch not in self._goto[fail]:
+                    fail = self._fail[fail]
+                target = self._goto[fail].get(ch, 0)
+                self._fail[child] = target if target != child else 0
+                self._out[child] = self._out[child] + self._out[self._fail[child]]
+
+    def __bool__(self) -> bool:
+        return len(self._goto) > 1
+
+    def find(self, text: str, offset: int = 0) -> Iterator[tuple[int, int, Entry]]:
+        """Yield ``(start, end, value)`` for every occurrence, positions shifted by `offset`."""
+        goto, fail, out = self._goto, self._fail, self._out
+        state = 0
+        for index, ch in enumerate(text):
+            while state and ch not in goto[state]:
+                state = fail[state]
+            state = goto[state].get(ch, 0)
+            for length, value in out[state]:
+                yield offset + index + 1 - length, offset + index + 1, value
+
+
+class TermIndex:
+    """Compiled term lists.
+
+    Args:
+        entries (`Iterable[tuple[str, str]]`): (category, term) pairs; ``term*`` is a prefix entry.
+
+    Raises:
+        `ValueError`: an unknown category, or a term that folds to nothing or to a too short prefix.
+    """
+
+    def __init__(self, entries: Iterable[tuple[str, str]]) -> None:
+        self._phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
+        self._prefixes: dict[str, list[Entry]] = {}
+        cjk: list[tuple[str, Entry]] = []
+        seen: set[tuple[str, str]] = set()
+        for category, term in entries:
+            if category not in CATEGORIES and category != EXCEPTION:
+                raise ValueError(f"unknown term category {category!r} (known: {', '.join(CATEGORIES)}, "
+                                 f"{EXCEPTION})")
+            key = fold_term(term.rstrip("*"))
+            if not key or (category, key + "*" * term.endswith("*")) in seen:
+                continue
+            seen.add((category, key + "*" * term.endswith("*")))
+            entry = Entry(category, term.strip().rstrip("*"))
+            if _CJK_RE.search(key):
+                cjk.extend((variant, entry) for variant in _cjk_variants(key))
+            elif term.endswith("*"):
+                self._add_prefix(key, entry)
+            else:
+                self._add_phrase(key, entry)
+        self._cjk = AhoCorasick(cjk)
+        vocab = set(self._phrases) | {w for items in self._phrases.values() for rest, _ in items for w in rest}
+        self._lookup = {w: w for w in vocab}
+        for word in vocab:
+            for suffix in ("s", "es"):
+                self._lookup.setdefault(word + suffix, word)
+        self._collapsed: dict[str, str] = {}
+        for word in sorted(vocab):
+            self._collapsed.setdefault(collapse(word), word)
+        self._prefix_heads = {p[:MIN_PREFIX] for p in self._prefixes}
+        self._prefix_lengths = sorted({len(p) for p in self._prefixes})
+        for items in self._phrases.values():
+            items.sort(key=lambda item: -len(item[0]))
+        self._cache: dict[str, tuple[str | None, tuple[Entry, ...]]] = {}
+
+    def _add_phrase(self, key: str, entry: Entry) -> None:
+        parts = tuple(WORD_RE.findall(key))
+        if not parts:
+            raise ValueError(f"term {entry.term!r} ({entry.category}) has no letters to match")
+        self._phrases.setdefault(parts[0], []).append((parts[1:], entry))
+        glued = "".join(parts)
+        if len(parts) > 1 and len(glued) >= MIN_GLUED:
+            self._phrases.setdefault(glued, []).append(((), entry))
+
+    def _add_prefix(self, key: str, entry: Entry) -> None:
+        if not WORD_RE.fullmatch(key) or len(key) < MIN_PREFIX:
+            raise ValueError(f"prefix term {entry.term!r} must be one word of at least {MIN_PREFIX} "
+                             "letters")
+        self._prefixes.setdefault(key, []).append(entry)
+
+    def classify(self, word: str) -> tuple[str | None, tuple[Entry, ...]]:
+        """`canonical(word)` and `prefix_entries(word)`, memoised: prompts repeat their words."""
+        found = self._cache.get(word)
+        if found is None:
+            found = (self.canonical(word), tuple(self.prefix_entries(word)))
+            if found == _NOTHING:
+                found = _NOTHING  # one shared object, so match_words can skip by identity
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[word] = found
+        return found
+
+    def canonical(self, word: str) -> str | None:
+        """The list word that `word` stands for, or ``None``.
+
+        Tries the word itself and its plural-less form, then digit/symbol readings ("s3x"), then
+        the word with stretched letters collapsed ("nuuuude").
+        """
+        found = self._lookup.get(word)
+        if found is not None:
+            return found
+        for reading in deleet(word):
+            found = self._lookup.get(reading)
+            if found is not None:
+                return found
+        short = collapse(word)
+        if short == word:
+            return None
+        stretched = has_long_run(word)
+        if stretched or len(short) >= MIN_COLLAPSED:
+            found = self._collapsed.get(short)
+        if found is None and stretched and short.endswith("s"):
+            found = self._collapsed.get(short[:-1])
+        return found
+
+    def prefix_entries(self, word: str) -> list[Entry]:
+        """Entries of prefix terms that `word` (or a digit/symbol reading of it) starts with."""
+        for reading in (word, *deleet(word)):
+            if reading[:MIN_PREFIX] not in self._prefix_heads:
+                continue
+            for length in self._prefix_lengths:
+                if length > len(reading):
+                    break
+                found = self._prefixes.get(reading[:length])
+                if found:
+                    return found
+        return []
+
+    def match_words(self, words: Words) -> list[RawHit]:
+        """Hits of Latin entries over a text's consecutive words."""
+        texts, starts, ends = words.texts, words.starts, words.ends
+        count = len(texts)
+        infos = list(map(self._cache.get, texts))
+        if None in infos:
+            infos = [info if info is not None else self.classify(word) for word, info in zip(texts, infos)]
+        hits = []
+        # Most words are in no entry: pick the others with C-level iteration only.
+        for index in compress(range(count), map(is_not, infos, repeat(_NOTHING))):
+            head, prefixed = infos[index]
+            hits.extend(RawHit(e, starts[index], ends[index]) for e in prefixed)
+            for rest, entry in self._phrases.get(head, ()) if head is not None else ():
+                last = index + len(rest)
+                if last < count and all(infos[index + 1 + k][0] == w for k, w in enumerate(rest)):
+                    hits.append(RawHit(entry, starts[index], ends[last]))
+        return hits
+
+    def match_single(self, candidates: list[Word]) -> list[RawHit]:
+        """Hits of one-word entries on glued candidate words ("n u d e" → "nude")."""
+        hits = []
+        for word in candidates:
+            head, prefixed = self.classify(word.text)
+            hits.extend(RawHit(e, word.start, word.end) for e in prefixed)
+            hits.extend(RawHit(entry, word.start, word.end)
+                        for rest, entry in self._phrases.get(head, ()) if head is not None and not rest)
+        return hits
+
+    def match_cjk(self, text: str) -> list[RawHit]:
+        """Hits of CJK entries in folded `text` (searched only inside runs of CJK characters)."""
+        if not self._cjk:
+            return []
+        hits = []
+        for run in CJK_RUN_RE.finditer(text):
+            hits.extend(RawHit(entry, start, end) for start, end, entry in self._cjk.find(run.group(), run.start()))
+        return hits
+
+
+def _cjk_variants(key: str) -> list[str]:
+    """A CJK entry as written (spaces removed) and, for names, without the name dot."""
+    compact = "".join(key.split())
+    bare = "".join(c for c in compact if c not in _NAME_DOTS)
+    return [compact] if bare == compact else [compact, bare]
+
+
+def bundled_entries() -> list[tuple[str, str]]:
+    """(category, term) pairs from the term lists shipped in ``data/terms/``."""
+    folder = resources.files(__package__).joinpath("data", "terms")
+    entries = []
+    for item in sorted(folder.iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".txt"):
+            category = item.name.split(".", 1)[0]
+            entries.extend((category, term) for term in read_terms(item.read_text("utf-8")))
+    return entries
+
+
+def read_terms(text: str) -> list[str]:
+    """Entries of a term list: one per line, ``#`` starts a comment, blank lines skipped."""
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
