@@ -153,9 +153,9 @@ def find_taesd_decoder(stem: str, search_dirs: Iterable[str | Path] = (), *,
         found, managed = None, "run `sdguard weights list` to see which decoders sdguard knows"
     if found is not None:
         return found.path
-    searched = ", ".join(str(d) for d in dirs) or "no host folders given"
+    searched = f" in {', '.join(str(d) for d in dirs)}" if dirs else ""
     raise GuardUnavailable(
-        f"TAESD decoder '{stem}.pth' (or .safetensors) not found in {searched}; {managed}. "
+        f"TAESD decoder '{stem}.pth' (or .safetensors) not found{searched}; {managed}. "
         f"Or use the linear preview decoder")
 
 

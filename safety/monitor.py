@@ -121,6 +121,69 @@ class MonitorSummary:
         }
 
 
+@dataclass(frozen=True)
+class LatentCheck:
+    """`check_latent`'s result: one verdict and the decoded previews per batch item, and the cost."""
+
+    verdicts: tuple[Verdict, ...]
+    previews: tuple[tuple[Any, ...], ...]
+    decode_ms: float
+    classify_ms: float
+
+
+def check_latent(x0: torch.Tensor, policy: Policy, decoder: PreviewDecoder, *,
+                 checker: Checker | None = None) -> LatentCheck:
+    """Decode x0 with `decoder` and classify every item (every previewed frame of a video item)
+    at the preview stage, with the policy's ``[monitor]`` preview settings. Never raises for a
+    failing decoder or classifier: their items get a blocking ``guard_unavailable`` verdict.
+
+    Args:
+        x0 (`torch.Tensor`): internal-space latents ``[B, C, h, w]`` or ``[B, C, T, h, w]``.
+        policy (`Policy`): decides; its ``[monitor]`` sets ``preview_size``, ``max_frames``, ``shrink_latent``.
+        decoder (`PreviewDecoder`): see `sdguard.latent_preview`.
+        checker (`Callable`, *optional*): defaults to the image guard's `check_images`.
+
+    Returns:
+        `LatentCheck`: a video item's verdict merges its frames' (the worst frame counts);
+        `previews` is empty when decoding failed.
+    """
+    from .latent_preview import preview_images
+
+    settings = policy.section("monitor")
+    started = time.perf_counter()
+    try:
+        previews = preview_images(decoder, x0, size=int(settings["preview_size"]),
+                                  max_frames=max(1, int(settings["max_frames"])),
+                                  shrink_latent=bool(settings["shrink_latent"]))
+    except Exception as e:  # noqa: BLE001 - a decoder that fails must block, never pass
+        logger.exception("preview decoder failed")
+        failed = unavailable(STAGE, policy, f"the {getattr(decoder, 'name', 'preview')} preview decoder", e)
+        return LatentCheck((failed,) * x0.shape[0], (), (time.perf_counter() - started) * 1000, 0.0)
+    decoded = time.perf_counter()
+    verdicts = _classify(previews, policy, checker)
+    return LatentCheck(tuple(verdicts), tuple(tuple(item) for item in previews), (decoded - started) * 1000,
+                       (time.perf_counter() - decoded) * 1000)
+
+
+def _classify(previews: list[list[Any]], policy: Policy, checker: Checker | None) -> list[Verdict]:
+    flat = [frame for item in previews for frame in item]
+    try:
+        if checker is None:
+            from .image_guard import check_images as checker
+        frame_verdicts = list(checker(flat, policy, stage=STAGE))
+        if len(frame_verdicts) != len(flat):
+            raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
+    except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
+        logger.exception("preview classifier failed")
+        return [unavailable(STAGE, policy, "the preview classifier", e) for _ in previews]
+    out, start = [], 0
+    for item in previews:
+        frames = frame_verdicts[start:start + len(item)]
+        out.append(frames[0].merge(*frames[1:]))
+        start += len(item)
+    return out
+
+
 def check_steps(total: int, schedule: Sequence[float], final: bool) -> tuple[int, ...]:
     """Step indices (0-based) to check in a run of `total` steps: the step at which each fraction
     of the run is done (0.3 of 20 → step 5, the sixth), plus the last step when `final`.
@@ -184,9 +247,6 @@ class LoopMonitor:
             raise PolicyError(f"[monitor] schedule must hold fractions in (0, 1], got {list(self.schedule)}",
                               path=policy.source)
         self.check_final = bool(settings["check_final"])
-        self.preview_size = int(settings["preview_size"])
-        self.max_frames = max(1, int(settings["max_frames"]))
-        self.shrink_latent = bool(settings["shrink_latent"])
         if decoder is None and self.enabled:
             from .latent_preview import make_decoder
             decoder = make_decoder(self.format, settings["decoder"])
@@ -287,28 +347,14 @@ class LoopMonitor:
         state = self._state
         details = {"step": step, "total_steps": total, "fraction": round((step + 1) / total, 4),
                    "decoder": getattr(self.decoder, "name", "none")}
-        started = time.perf_counter()
-        verdicts: list[Verdict]
-        previews: list[list[Any]] = []
-        try:
-            from .latent_preview import preview_images
-            previews = preview_images(self.decoder, x0, size=self.preview_size, max_frames=self.max_frames,
-                                      shrink_latent=self.shrink_latent)
-        except Exception as e:  # noqa: BLE001 - a decoder that fails must block, never pass
-            logger.exception("preview decoder failed")
-            verdicts = [unavailable(STAGE, self.policy, f"the {details['decoder']} preview decoder", e)] * x0.shape[0]
-        decoded = time.perf_counter()
-        if previews:
-            verdicts = self._classify(previews)
-        classified = time.perf_counter()
+        checked = check_latent(x0, self.policy, self.decoder, checker=self.checker)
         verdicts = [replace(v, details={**v.details, **details, "item": i, "steps_saved": 0})
-                    for i, v in enumerate(verdicts)]
+                    for i, v in enumerate(checked.verdicts)]
         combined = verdicts[0].merge(*verdicts[1:])
         fired = combined.action is Action.BLOCK
         combined = replace(combined, details={**details, "items": len(verdicts),
                                               "steps_saved": total - 1 - step if fired else 0})
-        state.checks.append(CheckRecord(step, total, combined.action, (decoded - started) * 1000,
-                                        (classified - decoded) * 1000))
+        state.checks.append(CheckRecord(step, total, combined.action, checked.decode_ms, checked.classify_ms))
         latent_hash = hash_input(x0.detach().contiguous().cpu().numpy().tobytes()) if self.audit else ""
         if state.worst is None or combined.action >= state.worst.action:
             state.worst, state.worst_hash = combined, latent_hash
@@ -319,34 +365,9 @@ class LoopMonitor:
                 self._record(combined, latent_hash)
             raise Blocked(combined)
         for i, v in enumerate(verdicts):
-            if v.action is Action.CENSOR and previews:
-                state.censored[i] = self._censor(previews[i][0], v)
+            if v.action is Action.CENSOR and checked.previews:
+                state.censored[i] = censor_preview(checked.previews[i][0], v, self.policy)
         return StepResult(step, total, True, tuple(verdicts), self._sticky())
-
-    def _classify(self, previews: list[list[Any]]) -> list[Verdict]:
-        """One verdict per batch item; a video item's frames are merged (the worst frame counts)."""
-        flat = [frame for item in previews for frame in item]
-        try:
-            checker = self.checker
-            if checker is None:
-                from .image_guard import check_images as checker
-            frame_verdicts = list(checker(flat, self.policy, stage=STAGE))
-            if len(frame_verdicts) != len(flat):
-                raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
-        except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
-            logger.exception("preview classifier failed")
-            return [unavailable(STAGE, self.policy, "the preview classifier", e) for _ in previews]
-        out, start = [], 0
-        for item in previews:
-            frames = frame_verdicts[start:start + len(item)]
-            out.append(frames[0].merge(*frames[1:]))
-            start += len(item)
-        return out
-
-    def _censor(self, preview: Any, verdict: Verdict) -> Any:
-        from .censor import censor_image
-        image = self.policy.section("image")
-        return censor_image(preview, verdict, image["censor_style"], image["censor_margin"])
 
     def _sticky(self) -> tuple[Any, ...]:
         state = self._state
@@ -369,6 +390,14 @@ class LoopMonitor:
         extra = {"run": dict(state.run_info), "checks": [c.to_dict() for c in state.checks],
                  "family": self.format.family}
         self.audit.record(verdict, input_hash=latent_hash, host=host, extra=extra)
+
+
+def censor_preview(preview: Any, verdict: Verdict, policy: Policy) -> Any:
+    """`preview` censored as the final image would be (the policy's ``[image]`` censor style)."""
+    from .censor import censor_image
+
+    image = policy.section("image")
+    return censor_image(preview, verdict, image["censor_style"], image["censor_margin"])
 
 
 def _ceil(value: float) -> int:

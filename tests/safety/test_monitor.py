@@ -301,3 +301,69 @@ def test_real_decoder_and_default_policy_shapes(tmp_path):
     monitor = LoopMonitor(load_policy("public"), "sdxl", decoder=None, checker=FakeChecker())
     result = monitor.on_step(5, 20, torch.randn(1, 4, 16, 16))
     assert result.checked and monitor.decoder.name in ("linear", "taesd")
+
+
+# -- CLI: sdguard preview-latent ----------------------------------------------------------------
+
+def cli(*argv):
+    from sdguard.cli import main
+
+    return main(list(argv))
+
+
+def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
+    import json
+
+    from safetensors.torch import save_file
+
+    import sdguard.image_guard
+
+    seen = []
+
+    def fake_check_images(images, policy, stage):
+        seen.append((len(images), images[0].shape, stage))
+        return FakeChecker()(images, policy, stage)
+
+    monkeypatch.setattr(sdguard.image_guard, "check_images", fake_check_images)
+    torch.manual_seed(0)
+    raw = (torch.randn(2, 4, 16, 16) - 2.0) * 5.5    # SaveLatent stores raw VAE latents; decodes dark
+    save_file({"latent_tensor": raw, "latent_format_version_0": torch.tensor([])}, str(tmp_path / "a.latent"))
+    status = cli("preview-latent", str(tmp_path / "a.latent"), "--family", "sd15", "--decoder", "linear",
+                 "--json", "--out", str(tmp_path / "out"))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0 and [r["item"] for r in lines] == [0, 1]
+    assert seen == [(2, (320, 320, 3), "preview")]
+    assert lines[0]["latent"]["space"] == "raw→internal" and abs(lines[0]["latent"]["std"] - 1.0) < 0.1
+    assert lines[0]["hint"] is None and lines[0]["action"] == "allow"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_latent_tensor_0.png", "a_latent_tensor_1.png"]
+
+
+def test_cli_blocked_preview_is_never_written(tmp_path, capsys, monkeypatch):
+    from safetensors.torch import save_file
+
+    import sdguard.image_guard
+
+    monkeypatch.setattr(sdguard.image_guard, "check_images", FakeChecker())
+    x0 = torch.zeros(2, 4, 8, 8)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 8.0 - 4.0
+    x0[1] = 5.0 + checker                            # decodes bright (flagged); std 4 looks raw
+    save_file({"x0": x0}, str(tmp_path / "x0.safetensors"))
+    status = cli("preview-latent", str(tmp_path / "x0.safetensors"), "--family", "sd15", "--profile",
+                 "classroom", "--decoder", "linear", "--out", str(tmp_path / "out"))
+    out = capsys.readouterr().out
+    assert status == 3 and "x0[1] BLOCK" in out and "hint: std" in out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x0_x0_0.png"]
+
+
+def test_cli_bad_input_exits_2_with_nothing_on_stdout(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    save_file({"x0": torch.zeros(1, 16, 8, 8)}, str(tmp_path / "x0.safetensors"))
+    assert cli("preview-latent", str(tmp_path / "x0.safetensors"), "--family", "sd15") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "has 4 channels; got 16" in captured.err and "sd3, flux" in captured.err
+    assert cli("preview-latent", str(tmp_path / "x0.safetensors"), "--family", "flux", "--key", "nope") == 2
+    assert "no tensor 'nope'" in capsys.readouterr().err
+    (tmp_path / "bad.safetensors").write_bytes(b"junk")
+    assert cli("preview-latent", str(tmp_path / "bad.safetensors"), "--family", "flux") == 2
+    assert "not a safetensors file" in capsys.readouterr().err
