@@ -81,8 +81,6 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
         <Action.ALLOW: 'allow'>
     """
     policy = policy or load_policy()
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
     key = FileKey.of(path)
     blocklist = Blocklist.combine(blocklists)
     hashes = hashes or len(blocklist) > 0

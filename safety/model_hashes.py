@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,10 +60,17 @@ class FileKey:
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> FileKey:
-        """Stat `path` (following links). Raises `OSError` when it cannot."""
-        resolved = os.path.realpath(path)
-        st = os.stat(resolved)
-        return cls(resolved, st.st_size, st.st_mtime_ns, st.st_ino)
+        """Stat `path` (following links; the key keeps the absolute path as given, since resolving
+        links costs a system call per folder level and the stat already identifies the target).
+
+        Raises:
+            `OSError`: it cannot be stat'ed; `IsADirectoryError` for a folder.
+        """
+        absolute = os.path.abspath(path)
+        st = os.stat(absolute)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
+        return cls(absolute, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def same_hash(a: str, b: str) -> bool:

@@ -97,7 +97,7 @@ def collect_files(paths: Sequence[str]) -> list[str]:
     for path in paths:
         found = _walk(path) if os.path.isdir(path) else iter([path])
         for item in found:
-            seen.setdefault(os.path.realpath(item), None)
+            seen.setdefault(os.path.abspath(item), None)
     return list(seen)
 
 

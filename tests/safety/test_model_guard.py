@@ -235,3 +235,16 @@ def test_header_only_screen_skips_hashing_unless_a_blocklist_is_given(tmp_path: 
     sha = check(path).details["sha256"]
     listed = Blocklist([BlocklistEntry("sha256", sha, "sexual")])
     assert check(path, "adult", hashes=False, blocklists=[listed]).codes == ("blocked_hash",)
+
+
+def test_with_the_prompt_stage_term_lists(tmp_path: Path) -> None:
+    """The same lists as prompts: the real Lexicon, not the fake."""
+    from sdguard.prompt_lexical import Lexicon
+
+    tags = {"1girl": 100, "loli": 40, "nude": 35, "solo": 90}
+    path = write_safetensors(tmp_path / "x.safetensors", kohya_metadata(tags, **{"modelspec.title": "Beach"}))
+    v = check_model_file(path, load_policy("adult"), cache=HashCache(":memory:"), lexicon=Lexicon.default())
+    assert v.blocked and v.codes == ("minor_sexual",)
+    clean = write_safetensors(tmp_path / "c.safetensors", kohya_metadata({"1girl": 100, "long hair": 80}))
+    assert check_model_file(clean, load_policy("public"), cache=HashCache(":memory:"),
+                            lexicon=Lexicon.default()).action is Action.ALLOW
