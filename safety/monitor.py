@@ -16,13 +16,18 @@ Checks run at the policy's fractions of the run (``[monitor] schedule``) and on 
 (Heun, DPM-2, SDE, restart) or hooks that fire per evaluation may repeat a step; the repeat
 returns the same result without decoding again. A step going back, a new `total`, or a new
 latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
+
+With ``[monitor] background = true`` the previews are decoded on the caller's thread (where x0
+lives, e.g. the GPU) and classified on one worker thread while sampling goes on, so the CPU
+classifier costs the GPU nothing; a block then fires at the first step after the result
+arrives, and the final step waits for every outstanding check, so nothing reaches the VAE unjudged.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +35,7 @@ from .audit import AuditLog, hash_input
 from .errors import Blocked, PolicyError
 from .latent_formats import LatentFormat, latent_format
 from .policy import Policy
+from .preview_check import STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews
 from .verdict import Action, Verdict, unavailable
 
 if TYPE_CHECKING:
@@ -39,9 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sdguard.monitor")
 
-STAGE = "preview"
-Checker = Callable[..., "list[Verdict]"]  # check_images(images, policy, stage="preview")
-
 
 @dataclass(frozen=True)
 class StepResult:
@@ -49,12 +52,14 @@ class StepResult:
 
     Args:
         step (`int`), total (`int`): as passed in.
-        checked (`bool`): a check ran at this step.
-        verdicts (`tuple[Verdict, ...]`): one per batch item when `checked`, else empty.
+        checked (`bool`): a check started at this step (in background mode its verdicts come later).
+        verdicts (`tuple[Verdict, ...]`): one per batch item, from the check whose result arrived
+            during this call (this step's, unless in background mode), else empty.
         previews (`tuple[np.ndarray | None, ...]`): per batch item, a censored preview (RGB
             ``uint8``, ``preview_size`` px) to show *instead of* the host's own, or ``None`` where
             the host may show its own. Sticky: once an item was censored, every later step carries
             its latest censored preview. For video, the first previewed frame.
+        pending (`bool`): a background check has not reported yet; a strict host hides previews.
     """
 
     step: int
@@ -62,6 +67,7 @@ class StepResult:
     checked: bool
     verdicts: tuple[Verdict, ...] = ()
     previews: tuple[Any, ...] = ()
+    pending: bool = False
 
     @property
     def hidden(self) -> bool:
@@ -71,17 +77,19 @@ class StepResult:
 
 @dataclass(frozen=True)
 class CheckRecord:
-    """One check: when, what it decided, what it cost."""
+    """One check: the step it read, the step its result arrived at, what it decided and cost."""
 
     step: int
     total_steps: int
     action: Action
     decode_ms: float
     classify_ms: float
+    applied_at: int
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "total_steps": self.total_steps, "action": self.action.value,
-                "decode_ms": round(self.decode_ms, 2), "classify_ms": round(self.classify_ms, 2)}
+                "applied_at": self.applied_at, "decode_ms": round(self.decode_ms, 2),
+                "classify_ms": round(self.classify_ms, 2)}
 
 
 @dataclass(frozen=True)
@@ -121,69 +129,6 @@ class MonitorSummary:
         }
 
 
-@dataclass(frozen=True)
-class LatentCheck:
-    """`check_latent`'s result: one verdict and the decoded previews per batch item, and the cost."""
-
-    verdicts: tuple[Verdict, ...]
-    previews: tuple[tuple[Any, ...], ...]
-    decode_ms: float
-    classify_ms: float
-
-
-def check_latent(x0: torch.Tensor, policy: Policy, decoder: PreviewDecoder, *,
-                 checker: Checker | None = None) -> LatentCheck:
-    """Decode x0 with `decoder` and classify every item (every previewed frame of a video item)
-    at the preview stage, with the policy's ``[monitor]`` preview settings. Never raises for a
-    failing decoder or classifier: their items get a blocking ``guard_unavailable`` verdict.
-
-    Args:
-        x0 (`torch.Tensor`): internal-space latents ``[B, C, h, w]`` or ``[B, C, T, h, w]``.
-        policy (`Policy`): decides; its ``[monitor]`` sets ``preview_size``, ``max_frames``, ``shrink_latent``.
-        decoder (`PreviewDecoder`): see `sdguard.latent_preview`.
-        checker (`Callable`, *optional*): defaults to the image guard's `check_images`.
-
-    Returns:
-        `LatentCheck`: a video item's verdict merges its frames' (the worst frame counts);
-        `previews` is empty when decoding failed.
-    """
-    from .latent_preview import preview_images
-
-    settings = policy.section("monitor")
-    started = time.perf_counter()
-    try:
-        previews = preview_images(decoder, x0, size=int(settings["preview_size"]),
-                                  max_frames=max(1, int(settings["max_frames"])),
-                                  shrink_latent=bool(settings["shrink_latent"]))
-    except Exception as e:  # noqa: BLE001 - a decoder that fails must block, never pass
-        logger.exception("preview decoder failed")
-        failed = unavailable(STAGE, policy, f"the {getattr(decoder, 'name', 'preview')} preview decoder", e)
-        return LatentCheck((failed,) * x0.shape[0], (), (time.perf_counter() - started) * 1000, 0.0)
-    decoded = time.perf_counter()
-    verdicts = _classify(previews, policy, checker)
-    return LatentCheck(tuple(verdicts), tuple(tuple(item) for item in previews), (decoded - started) * 1000,
-                       (time.perf_counter() - decoded) * 1000)
-
-
-def _classify(previews: list[list[Any]], policy: Policy, checker: Checker | None) -> list[Verdict]:
-    flat = [frame for item in previews for frame in item]
-    try:
-        if checker is None:
-            from .image_guard import check_images as checker
-        frame_verdicts = list(checker(flat, policy, stage=STAGE))
-        if len(frame_verdicts) != len(flat):
-            raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
-    except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
-        logger.exception("preview classifier failed")
-        return [unavailable(STAGE, policy, "the preview classifier", e) for _ in previews]
-    out, start = [], 0
-    for item in previews:
-        frames = frame_verdicts[start:start + len(item)]
-        out.append(frames[0].merge(*frames[1:]))
-        start += len(item)
-    return out
-
-
 def check_steps(total: int, schedule: Sequence[float], final: bool) -> tuple[int, ...]:
     """Step indices (0-based) to check in a run of `total` steps: the step at which each fraction
     of the run is done (0.3 of 20 → step 5, the sixth), plus the last step when `final`.
@@ -199,6 +144,14 @@ def check_steps(total: int, schedule: Sequence[float], final: bool) -> tuple[int
 
 
 @dataclass
+class _Inflight:
+    step: int
+    total: int
+    future: Future
+    latent_hash: str
+
+
+@dataclass
 class _RunState:
     """Everything that one run accumulates; `reset()` replaces it whole."""
 
@@ -208,6 +161,7 @@ class _RunState:
     last_step: int | None = None
     last_result: StepResult | None = None
     pending: list[int] = field(default_factory=list)
+    inflight: list[_Inflight] = field(default_factory=list)
     passes: int = 0
     checks: list[CheckRecord] = field(default_factory=list)
     worst: Verdict | None = None
@@ -221,8 +175,8 @@ class LoopMonitor:
     """Watch x0 during sampling; raise `Blocked` or hand back censored previews.
 
     Args:
-        policy (`Policy`): its ``[monitor]`` section sets the schedule and decoder; categories'
-            ``stage_actions.preview`` (else ``action``) decide.
+        policy (`Policy`): its ``[monitor]`` section sets the schedule, decoder and background
+            mode; categories' ``stage_actions.preview`` (else ``action``) decide.
         family (`str` or `LatentFormat`): the model family (``"sd15"``, ``"sdxl"``, ``"sd3"``, ``"flux"``, ...).
         decoder (`PreviewDecoder`, *optional*): defaults to `make_decoder` with the policy's
             ``decoder`` choice; adapters pass one built with the host's folders or its VAE.
@@ -234,6 +188,12 @@ class LoopMonitor:
         `GuardUnavailable`: the policy requires TAESD and it cannot load.
         `PolicyError`: a bad ``[monitor]`` schedule.
         `ValueError`: unknown family.
+
+    Example:
+        >>> monitor = LoopMonitor(load_policy("classroom"), "sd15")       # doctest: +SKIP
+        >>> monitor.on_step(5, 20, x0)                                    # doctest: +SKIP
+        Traceback (most recent call last):
+        sdguard.errors.Blocked: sdguard: preview block: sexual: nudenet 0.91 ≥ 0.50
     """
 
     def __init__(self, policy: Policy, family: str | LatentFormat, *, decoder: PreviewDecoder | None = None,
@@ -247,12 +207,14 @@ class LoopMonitor:
             raise PolicyError(f"[monitor] schedule must hold fractions in (0, 1], got {list(self.schedule)}",
                               path=policy.source)
         self.check_final = bool(settings["check_final"])
+        self.background = bool(settings["background"])
         if decoder is None and self.enabled:
             from .latent_preview import make_decoder
             decoder = make_decoder(self.format, settings["decoder"])
         self.decoder = decoder
         self.checker = checker
         self.audit = audit
+        self._executor: ThreadPoolExecutor | None = None
         self._state = _RunState()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -276,7 +238,8 @@ class LoopMonitor:
             `StepResult`: whether a check ran, its verdicts and the previews to show instead.
 
         Raises:
-            `Blocked`: this check (or an earlier one in the run) blocked; carries the verdict.
+            `Blocked`: a check of this run blocked (this one, an earlier one, or a background
+                check that just reported); carries the verdict.
             `ValueError`: `step`/`total` out of range, or x0 not this family's shape.
         """
         state = self._state
@@ -303,17 +266,27 @@ class LoopMonitor:
             state.pending = list(check_steps(total, self.schedule, self.check_final))
             state.passes += 1
         state.last_step = step
+        verdicts = self._collect(step, wait=False)
         due = bool(state.pending) and step >= state.pending[0]
         while state.pending and step >= state.pending[0]:
             state.pending.pop(0)  # a sparse caller may skip a scheduled step; check once, now
-        result = self._check(step, total, x0) if due else StepResult(step, total, False, (), self._sticky())
+        if due:
+            verdicts = self._start_check(step, total, x0) or verdicts
+        if step == total - 1:
+            verdicts = self._collect(step, wait=True) or verdicts  # nothing reaches the VAE unjudged
+        result = StepResult(step, total, due, verdicts, self._sticky(), bool(state.inflight))
         state.last_result = result
         return result
 
     def finish(self) -> MonitorSummary:
-        """End the run: record the run's verdict in the audit trail (once; a block was recorded
-        when it fired), return the summary and reset for the next run."""
+        """End the run: wait for outstanding checks, record the run's verdict in the audit trail
+        (once; a block was recorded when it fired), return the summary and reset for the next run.
+        Never raises `Blocked`: a check that blocks only now shows in ``summary.action``."""
         state = self._state
+        try:
+            self._collect(state.last_step or 0, wait=True)
+        except Blocked:
+            pass
         summary = self.summary()
         if self.audit is not None and state.blocked is None and state.worst is not None:
             self._record(state.worst, state.worst_hash)
@@ -330,7 +303,8 @@ class LoopMonitor:
                               verdict, blocked_at, saved, state.passes)
 
     def reset(self) -> None:
-        """Forget the run (checks, cached step, censored previews, a block); keep the configuration."""
+        """Forget the run (checks, cached step, censored previews, a block, background checks
+        still running); keep the configuration."""
         self._state = _RunState()
 
     def clone(self) -> LoopMonitor:
@@ -338,24 +312,52 @@ class LoopMonitor:
         decoder's weights are shared, not copied)."""
         twin = object.__new__(LoopMonitor)
         twin.__dict__.update(self.__dict__)
+        twin._executor = None
         twin._state = _RunState()
         return twin
 
-    # -- one check ------------------------------------------------------------------------
+    # -- checks ---------------------------------------------------------------------------
 
-    def _check(self, step: int, total: int, x0: torch.Tensor) -> StepResult:
+    def _start_check(self, step: int, total: int, x0: torch.Tensor) -> tuple[Verdict, ...]:
+        latent_hash = hash_input(x0.detach().contiguous().cpu().numpy().tobytes()) if self.audit else ""
+        decoded = decode_previews(x0, self.policy, self.decoder)
+        if not self.background:
+            return self._apply(step, total, step, judge_previews(decoded, self.policy, checker=self.checker),
+                               latent_hash)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdguard-monitor")
+        future = self._executor.submit(judge_previews, decoded, self.policy, checker=self.checker)
+        self._state.inflight.append(_Inflight(step, total, future, latent_hash))
+        return ()
+
+    def _collect(self, current: int, *, wait: bool) -> tuple[Verdict, ...]:
+        """Apply background results, oldest first (all of them when `wait`); may raise `Blocked`."""
+        state = self._state
+        verdicts: tuple[Verdict, ...] = ()
+        while state.inflight and (wait or state.inflight[0].future.done()):
+            job = state.inflight.pop(0)
+            try:
+                checked = job.future.result()
+            except Exception as e:  # noqa: BLE001 - a check that died must block, never pass
+                failed = unavailable(STAGE, self.policy, "the preview check", e)
+                checked = LatentCheck((failed,) * state.batch, (), 0.0, 0.0)
+            verdicts = self._apply(job.step, job.total, current, checked, job.latent_hash)
+        return verdicts
+
+    def _apply(self, step: int, total: int, current: int, checked: LatentCheck,
+               latent_hash: str) -> tuple[Verdict, ...]:
+        """Account for one finished check (read at `step`, applied at `current`); raise on a block."""
         state = self._state
         details = {"step": step, "total_steps": total, "fraction": round((step + 1) / total, 4),
                    "decoder": getattr(self.decoder, "name", "none")}
-        checked = check_latent(x0, self.policy, self.decoder, checker=self.checker)
         verdicts = [replace(v, details={**v.details, **details, "item": i, "steps_saved": 0})
                     for i, v in enumerate(checked.verdicts)]
         combined = verdicts[0].merge(*verdicts[1:])
         fired = combined.action is Action.BLOCK
-        combined = replace(combined, details={**details, "items": len(verdicts),
-                                              "steps_saved": total - 1 - step if fired else 0})
-        state.checks.append(CheckRecord(step, total, combined.action, checked.decode_ms, checked.classify_ms))
-        latent_hash = hash_input(x0.detach().contiguous().cpu().numpy().tobytes()) if self.audit else ""
+        combined = replace(combined, details={**details, "items": len(verdicts), "stopped_at": current,
+                                              "steps_saved": total - 1 - current if fired else 0})
+        state.checks.append(CheckRecord(step, total, combined.action, checked.decode_ms, checked.classify_ms,
+                                        current))
         if state.worst is None or combined.action >= state.worst.action:
             state.worst, state.worst_hash = combined, latent_hash
         if fired:
@@ -367,7 +369,7 @@ class LoopMonitor:
         for i, v in enumerate(verdicts):
             if v.action is Action.CENSOR and checked.previews:
                 state.censored[i] = censor_preview(checked.previews[i][0], v, self.policy)
-        return StepResult(step, total, True, tuple(verdicts), self._sticky())
+        return tuple(verdicts)
 
     def _sticky(self) -> tuple[Any, ...]:
         state = self._state
@@ -376,9 +378,11 @@ class LoopMonitor:
         return tuple(state.censored.get(i) for i in range(state.batch))
 
     def _new_pass(self, why: str) -> None:
-        """A new sampler pass in the same run: new schedule; the run's verdicts and counts stay."""
+        """A new sampler pass in the same run: the last pass's checks are applied first (may raise
+        `Blocked`); then a new schedule. The run's verdicts and counts stay."""
         logger.debug("new sampler pass: %s", why)
         state = self._state
+        self._collect(state.last_step or 0, wait=True)
         state.meta = state.total = state.last_step = state.last_result = None
         state.pending = []
         state.censored = {}
@@ -390,14 +394,6 @@ class LoopMonitor:
         extra = {"run": dict(state.run_info), "checks": [c.to_dict() for c in state.checks],
                  "family": self.format.family}
         self.audit.record(verdict, input_hash=latent_hash, host=host, extra=extra)
-
-
-def censor_preview(preview: Any, verdict: Verdict, policy: Policy) -> Any:
-    """`preview` censored as the final image would be (the policy's ``[image]`` censor style)."""
-    from .censor import censor_image
-
-    image = policy.section("image")
-    return censor_image(preview, verdict, image["censor_style"], image["censor_margin"])
 
 
 def _ceil(value: float) -> int:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("preview-latent needs torch (pip install torch, CPU build is enough)") from None
     from ..latent_formats import latent_format
     from ..latent_preview import make_decoder
-    from ..monitor import censor_preview, check_latent
+    from ..preview_check import censor_preview, check_latent
 
     try:
         fmt = latent_format(args.family)

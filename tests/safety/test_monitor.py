@@ -48,6 +48,7 @@ class FakeChecker:
 
 
 def make_policy(tmp_path, preview_action: str = "censor", extends: str = "public", **monitor):
+    monitor.setdefault("background", False)
     lines = [f'extends = "{extends}"', 'name = "test"', "[monitor]", "preview_size = 32"]
     lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in monitor.items()]
     lines += ["[categories.sexual]", f'stage_actions = {{ preview = "{preview_action}", image = "block" }}']
@@ -367,3 +368,60 @@ def test_cli_bad_input_exits_2_with_nothing_on_stdout(tmp_path, capsys):
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     assert cli("preview-latent", str(tmp_path / "bad.safetensors"), "--family", "flux") == 2
     assert "not a safetensors file" in capsys.readouterr().err
+
+
+# -- background mode --------------------------------------------------------------------------
+
+class GatedChecker(FakeChecker):
+    """Holds each classification until the test opens the gate; records the worker thread."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+        self.threads: list[str] = []
+
+    def __call__(self, images, policy, stage):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        assert self.gate.wait(10), "test never opened the gate"
+        return super().__call__(images, policy, stage)
+
+
+def test_background_block_fires_after_the_result_arrives(tmp_path):
+    checker = GatedChecker()
+    monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
+    x0 = latent(FLAG)
+    run(monitor, 20, x0, steps=range(5))
+    started = monitor.on_step(5, 20, x0)
+    assert started.checked and started.pending and started.verdicts == ()
+    assert monitor.on_step(6, 20, x0).pending          # sampling goes on while the check runs
+    checker.gate.set()
+    monitor._state.inflight[0].future.result(timeout=10)
+    with pytest.raises(Blocked) as e:
+        monitor.on_step(7, 20, x0)
+    details = e.value.verdict.details
+    assert (details["step"], details["stopped_at"], details["steps_saved"]) == (5, 7, 12)
+    assert checker.threads == ["sdguard-monitor_0"]
+    assert monitor.summary().checks[0].applied_at == 7
+
+
+def test_background_final_step_waits_for_every_check(tmp_path):
+    checker = GatedChecker()
+    checker.gate.set()
+    monitor = monitor_for(make_policy(tmp_path, "censor", background=True), checker=checker)
+    results = run(monitor, 20, latent(FLAG))
+    final = results[-1]
+    assert not final.pending and [v.action for v in final.verdicts] == [Action.CENSOR]
+    assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 19]
+
+
+def test_finish_collects_a_late_block_without_raising(tmp_path):
+    checker = GatedChecker()
+    monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
+    run(monitor, 20, latent(FLAG), steps=range(6))    # the run is interrupted after step 5
+    checker.gate.set()
+    summary = monitor.finish()
+    assert summary.action is Action.BLOCK and summary.blocked_at == 5
