@@ -41,8 +41,8 @@ SOURCE = "lexical"
 _NEGATIVE_RULES = {"adult": "minor"}
 # Categories that never become findings on their own in the positive prompt.
 _PROMPT_IGNORED = frozenset({"adult"})
-# camelCase word boundaries: "Loli|Nsfw", "NSFW|Art".
-_CAMEL_RE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# camelCase word boundaries, one character into the match: "Loli|Nsfw", "NSFW|Art".
+_CAMEL_RE = re.compile(r"[a-z][A-Z]|[A-Z][A-Z][a-z]")
 
 # A host list: a file (one name a line, `#` comments) or the names themselves.
 TermSource = Union[str, "os.PathLike[str]", Iterable[str]]
@@ -236,7 +236,7 @@ def _camel_parts(original: str, found: Words, index: TermIndex) -> list[Word]:
     inside: dict[int, list[int]] = {}
     starts, ends = found.starts, found.ends
     for match in _CAMEL_RE.finditer(original):
-        bound = match.start()
+        bound = match.start() + 1
         position = bisect_right(starts, bound) - 1
         if position >= 0 and starts[position] < bound < ends[position]:
             inside.setdefault(position, []).append(bound)

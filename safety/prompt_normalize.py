@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from importlib import resources
-from itertools import accumulate, compress, groupby
+from itertools import accumulate, chain, compress, groupby, repeat
 from typing import NamedTuple
 
 # Unicode categories removed outright: non-spacing and enclosing marks (accents, zalgo), format
@@ -166,14 +166,10 @@ def fold(text: str) -> Folded:
     folded = text.translate(_TABLE)
     if _TABLE.non_unit.isdisjoint(text):
         return Folded(folded, text)
-    starts: list[int] = []
-    ends: list[int] = []
-    for index, ch in enumerate(text):
-        width = len(_TABLE[ord(ch)])
-        if width:
-            starts.extend([index] * width)
-            ends.extend([index + 1] * width)
-    return Folded(folded, text, starts, ends)
+    # Per folded character, the original index it came from; built with C-level iteration only.
+    widths = map(len, map(_TABLE.__getitem__, map(ord, text)))
+    starts = list(chain.from_iterable(map(repeat, range(len(text)), widths)))
+    return Folded(folded, text, starts, list(map((1).__add__, starts)))
 
 
 def fold_term(term: str) -> str:
@@ -202,11 +198,16 @@ def has_long_run(word: str) -> bool:
 
 
 class Word(NamedTuple):
-    """A candidate word of folded text (glued from pieces): its letters and folded span."""
+    """A candidate word of folded text (glued from pieces): its letters and folded span.
+
+    `letters` holds, for a word glued from spaced-out letters, the folded position of each letter
+    (so a term found inside it gets an exact span); it is empty otherwise.
+    """
 
     text: str
     start: int
     end: int
+    letters: tuple[int, ...] = ()
 
 
 class Words:
@@ -242,11 +243,14 @@ class Words:
         A run keeps one separator throughout, so "(n.u.d.e:1.3)" gives "nude" and not "nude13";
         it needs `MIN_SPACED_RUN` letters, so "12 y o" and "a b" stay ordinary text.
         """
+        texts, gaps = self.texts, self.gaps
+        lengths = list(map(len, texts))
+        if lengths.count(1) < MIN_SPACED_RUN:
+            return []
         out: list[Word] = []
         run: list[int] = []
         separator = ""
-        texts, gaps = self.texts, self.gaps
-        for index in compress(range(len(texts)), map((1).__eq__, map(len, texts))):
+        for index in compress(range(len(texts)), map((1).__eq__, lengths)):
             gap = gaps[index]
             if run and run[-1] == index - 1 and (gap == separator or len(run) == 1) and _is_spacing(gap):
                 separator = gap
@@ -262,7 +266,8 @@ class Words:
     def _glue(self, run: list[int], out: list[Word]) -> None:
         letters = "".join(self.texts[i] for i in run)
         if sum(c.isalpha() for c in letters) >= MIN_SPACED_RUN:
-            out.append(Word(letters, self.starts[run[0]], self.ends[run[-1]]))
+            out.append(Word(letters, self.starts[run[0]], self.ends[run[-1]],
+                            tuple(self.starts[i] for i in run)))
 
     def joined_pairs(self) -> list[Word]:
         """Words split by one punctuation mark ("nu.de", "n-ude", "por_n"), rejoined pairwise."""

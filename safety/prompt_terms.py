@@ -3,7 +3,8 @@
 Latin entries are matched word by word: every word of the prompt is mapped to a list word
 (exactly, as a plural, with digit/symbol substitutions undone, or with stretched letters
 collapsed), then multi-word entries are looked up by their first word. CJK entries are matched
-as substrings with an Aho–Corasick automaton, because Chinese and Japanese have no spaces. Both
+as substrings with a trie walked from candidate positions, because Chinese and Japanese have no
+spaces. Both
 are linear in the prompt length; nothing here uses a backtracking regular expression.
 
 The engine knows nothing about prompts or policies: `prompt_lexical.Lexicon` builds one from the
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from importlib import resources
 from itertools import compress, repeat
 from operator import is_not
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .prompt_normalize import WORD_RE, Word, Words, collapse, deleet, fold_term, has_long_run
 
@@ -30,6 +30,10 @@ EXCEPTION = "exception"
 MIN_PREFIX = 4
 # Multi-word entries also match written as one word ("child porn" → "childporn") from this length.
 MIN_GLUED = 6
+# Entries searched inside words glued from spaced-out letters need this many letters.
+MIN_INFIX = 4
+# Longer words are classified but not memoised (a 1 MB "word" must not stay in memory).
+_MAX_CACHED_WORD = 64
 # Stretched words ("nuude") are only collapsed onto list words of at least this length, unless a
 # letter repeats three times ("seeex"): short collapses ("kidd" → "kid") hit real names.
 MIN_COLLAPSED = 4
@@ -40,14 +44,15 @@ _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
 # ("哆啦a梦", "a片"). Bounded repetitions only, so matching stays linear.
 CJK_RUN_RE = re.compile(f"(?:[a-z0-9]{{1,3}})?[{_CJK_CLASS}](?:[{_CJK_CLASS}·・]|[a-z0-9]{{1,3}}(?=[{_CJK_CLASS}]))*")
 _NAME_DOTS = "·・"
+# Trie key that marks the end of a pattern (not a character, so it never matches text).
+_END = 0
 # What `TermIndex.classify` says about a word no entry uses.
 _NOTHING: tuple[str | None, tuple[Entry, ...]] = (None, ())
 # Words remembered by `TermIndex.classify` before the memo starts over (bounds its memory).
 _CACHE_SIZE = 1 << 16
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One list entry: its category and the term as listed (shown in verdicts)."""
 
     category: str
@@ -62,57 +67,61 @@ class RawHit(NamedTuple):
     end: int
 
 
-class AhoCorasick:
-    """Multi-pattern substring search in one pass (pure Python, built once).
+class TermTrie:
+    """Multi-pattern substring search: a trie walked from each position where a pattern can start.
+
+    Candidate positions are found by one regular-expression character class (C speed, no
+    backtracking), and each walk stops after the longest pattern, so the search is linear in the
+    text length times a constant (the longest pattern, a handful of characters).
 
     Args:
         patterns (`Iterable[tuple[str, Entry]]`): (pattern, value) pairs; a pattern may repeat.
 
     Example:
-        >>> ac = AhoCorasick([("he", Entry("x", "he")), ("she", Entry("x", "she"))])
-        >>> [(s, e) for s, e, _ in ac.find("ushers")]
+        >>> trie = TermTrie([("he", Entry("x", "he")), ("she", Entry("x", "she"))])
+        >>> [(s, e) for s, e, _ in trie.find("ushers")]
         [(1, 4), (2, 4)]
     """
 
     def __init__(self, patterns: Iterable[tuple[str, Entry]]) -> None:
-        self._goto: list[dict[str, int]] = [{}]
-        self._out: list[list[tuple[int, Entry]]] = [[]]
+        root: dict[Any, Any] = {}
+        self._longest = 0
         for pattern, value in patterns:
-            state = 0
+            if not pattern:
+                continue
+            node = root
             for ch in pattern:
-                nxt = self._goto[state].get(ch)
-                if nxt is None:
-                    nxt = len(self._goto)
-                    self._goto[state][ch] = nxt
-                    self._goto.append({})
-                    self._out.append([])
-                state = nxt
-            self._out[state].append((len(pattern), value))
-        self._fail = [0] * len(self._goto)
-        queue = list(self._goto[0].values())
-        for state in queue:  # breadth first: a state's fail link is computed before its children's
-            for ch, child in self._goto[state].items():
-                queue.append(child)
-                fail = self._fail[state]
-                while fail and ch not in self._goto[fail]:
-                    fail = self._fail[fail]
-                target = self._goto[fail].get(ch, 0)
-                self._fail[child] = target if target != child else 0
-                self._out[child] = self._out[child] + self._out[self._fail[child]]
+                node = node.setdefault(ch, {})
+            node.setdefault(_END, []).append(value)
+            self._longest = max(self._longest, len(pattern))
+        self._root = root
+        firsts = "".join(sorted(re.escape(ch) for ch in root))
+        seconds = "".join(sorted({re.escape(ch) for node in root.values() for ch in node if ch != _END}))
+        if not firsts:
+            self._starts = None
+        elif any(_END in node for node in root.values()):
+            self._starts = re.compile(f"[{firsts}]")
+        else:
+            # Every pattern has two characters or more: test both at once (fewer, surer candidates).
+            self._starts = re.compile(f"(?=[{firsts}][{seconds}])")
 
     def __bool__(self) -> bool:
-        return len(self._goto) > 1
+        return self._starts is not None
 
     def find(self, text: str, offset: int = 0) -> Iterator[tuple[int, int, Entry]]:
         """Yield ``(start, end, value)`` for every occurrence, positions shifted by `offset`."""
-        goto, fail, out = self._goto, self._fail, self._out
-        state = 0
-        for index, ch in enumerate(text):
-            while state and ch not in goto[state]:
-                state = fail[state]
-            state = goto[state].get(ch, 0)
-            for length, value in out[state]:
-                yield offset + index + 1 - length, offset + index + 1, value
+        if self._starts is None:
+            return
+        root, longest = self._root, self._longest
+        for match in self._starts.finditer(text):
+            start = match.start()
+            node = root
+            for end, ch in enumerate(text[start:start + longest], start + 1):
+                node = node.get(ch)
+                if node is None:
+                    break
+                for value in node.get(_END, ()):
+                    yield offset + start, offset + end, value
 
 
 class TermIndex:
@@ -145,7 +154,11 @@ class TermIndex:
                 self._add_prefix(key, entry)
             else:
                 self._add_phrase(key, entry)
-        self._cjk = AhoCorasick(cjk)
+        self._cjk = TermTrie(cjk)
+        self._infixes = TermTrie(
+            [(head, entry) for head, items in self._phrases.items() for rest, entry in items
+             if not rest and len(head) >= MIN_INFIX and entry.category != EXCEPTION]
+            + [(prefix, entry) for prefix, entries in self._prefixes.items() for entry in entries])
         vocab = set(self._phrases) | {w for items in self._phrases.values() for rest, _ in items for w in rest}
         self._lookup = {w: w for w in vocab}
         for word in vocab:
@@ -182,9 +195,10 @@ class TermIndex:
             found = (self.canonical(word), tuple(self.prefix_entries(word)))
             if found == _NOTHING:
                 found = _NOTHING  # one shared object, so match_words can skip by identity
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[word] = found
+            if len(word) <= _MAX_CACHED_WORD:
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[word] = found
         return found
 
     def canonical(self, word: str) -> str | None:
@@ -242,13 +256,23 @@ class TermIndex:
         return hits
 
     def match_single(self, candidates: list[Word]) -> list[RawHit]:
-        """Hits of one-word entries on glued candidate words ("n u d e" → "nude")."""
+        """Hits of one-word entries on glued candidate words ("n u d e" → "nude").
+
+        A word glued from spaced-out letters that is no entry as a whole is also searched inside
+        for entries of `MIN_INFIX` letters or more ("s e x y g i r l" → "sexy"), so short entries
+        cannot fire inside ordinary spelled-out words ("a s s e m b l e").
+        """
         hits = []
         for word in candidates:
             head, prefixed = self.classify(word.text)
             hits.extend(RawHit(e, word.start, word.end) for e in prefixed)
-            hits.extend(RawHit(entry, word.start, word.end)
-                        for rest, entry in self._phrases.get(head, ()) if head is not None and not rest)
+            whole = [RawHit(entry, word.start, word.end)
+                     for rest, entry in self._phrases.get(head, ()) if head is not None and not rest]
+            hits.extend(whole)
+            if word.letters and not whole and not prefixed:
+                letters = word.letters
+                hits.extend(RawHit(entry, letters[start], letters[end - 1] + 1)
+                            for start, end, entry in self._infixes.find(word.text))
         return hits
 
     def match_cjk(self, text: str) -> list[RawHit]:
