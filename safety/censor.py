@@ -38,7 +38,8 @@ def _blur(patch: Any) -> Any:
 
     h, w = patch.shape[:2]
     scale = BLUR_CELLS / max(1, min(h, w))
-    small = cv2.resize(patch, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
     smooth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     kernel = max(3, (min(h, w) // BLUR_CELLS) | 1)
     return cv2.GaussianBlur(smooth, (kernel, kernel), 0)

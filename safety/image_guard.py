@@ -217,6 +217,7 @@ def as_rgb(image: Any) -> Any:
 
 def malformed(stage: str, policy: Policy, error: str) -> Verdict:
     """The verdict for an input that is not a readable image: blocked, with the reason."""
-    message = f"{MALFORMED_INPUT}: not a readable image ({error}); blocked because an unchecked image never passes"
+    message = (f"{MALFORMED_INPUT}: not a readable image ({error}); "
+               "blocked because an unchecked image never passes")
     reason = Reason(MALFORMED_INPUT, Action.BLOCK, message)
     return Verdict(stage, Action.BLOCK, {}, (reason,), policy.fingerprint, policy.name, {})

@@ -82,7 +82,8 @@ def detect_tiled(backend: ImageBackend, image: Any, tiles: Sequence[Box]) -> Det
     for region in regions:  # tile scores only from boxes that were kept (not cut-off fragments)
         if region.category is not None:
             scores[region.category] = max(region.score, scores.get(region.category, 0.0))
-    return Detection(whole.backend, scores, tuple(merge_regions(regions)), tuple(merge_faces(faces)), whole.tags)
+    return Detection(whole.backend, scores, tuple(merge_regions(regions)), tuple(merge_faces(faces)),
+                     whole.tags)
 
 
 def merge_regions(regions: Sequence[Region]) -> list[Region]:

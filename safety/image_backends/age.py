@@ -68,7 +68,8 @@ class AgeBackend:
             return Detection(NAME)
         chips = np.concatenate([face_chips(image, face.box) for face in faces])
         blob = (chips.astype(np.float32) - np.asarray(CHANNEL_MEANS, dtype=np.float32)) / np.float32(SCALE)
-        probabilities = self._session.run(None, {self._input: np.ascontiguousarray(blob.transpose(0, 3, 1, 2))})[0]
+        blob = np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
+        probabilities = self._session.run(None, {self._input: blob})[0]
         per_face = probabilities.reshape(len(faces), -1, len(CLASS_AGES)).mean(axis=1)
         ages = per_face @ np.asarray(CLASS_AGES, dtype=np.float32)
         minor = per_face[:, :ADULT_AGE].sum(axis=1)
@@ -95,8 +96,8 @@ def face_chips(image: Any, box: tuple[int, int, int, int]) -> Any:
         left, top = int(round(cx)) - half, int(round(cy)) - half
         right, bottom = left + 2 * half, top + 2 * half
         crop = image[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
-        crop = np.pad(crop, ((max(-top, 0), max(bottom - height, 0)), (max(-left, 0), max(right - width, 0)), (0, 0)),
-                      mode="edge")
+        outside = ((max(-top, 0), max(bottom - height, 0)), (max(-left, 0), max(right - width, 0)), (0, 0))
+        crop = np.pad(crop, outside, mode="edge")
         chip = cv2.resize(crop, (CHIP, CHIP), interpolation=cv2.INTER_AREA)
         chips += [chip, chip[:, ::-1]]
     return np.stack(chips)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..image_types import Detection, Face, Region
+from ..image_types import Box, Detection, Face, Region
 from . import locate_model, onnx_session
 
 NAME = "nudenet"
@@ -94,7 +94,7 @@ def _preprocess(image: Any) -> tuple[Any, float]:
     return np.ascontiguousarray(blob), side / INPUT_SIZE
 
 
-def _postprocess(output: Any, scale: float, width: int, height: int) -> list[tuple[str, float, tuple[int, int, int, int]]]:
+def _postprocess(output: Any, scale: float, width: int, height: int) -> list[tuple[str, float, Box]]:
     """Decode YOLOv8 rows (cx, cy, w, h, 18 class scores) into (label, score, box) after NMS."""
     import numpy as np
 

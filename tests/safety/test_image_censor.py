@@ -8,9 +8,9 @@ import pytest
 from sdguard import Action, load_policy
 from sdguard.censor import CENSOR_STYLES, censor_boxes, censor_image, expand_box
 from sdguard.image_guard import check_image
-from sdguard.image_types import Region
+from sdguard.image_types import Detection, Region
 
-from _image_fakes import NUDE_BOX, fake_backends, marked_image
+from _image_fakes import NUDE_BOX, FakeDetector, fake_backends, marked_image
 
 
 def noisy(size=200, seed=0):
@@ -74,10 +74,8 @@ def test_censor_verdict_without_boxes_blurs_everything():
     policy = load_policy("public")
     image = noisy(256)
     image[0, 0, 0] = 30
-    from _image_fakes import FakeDetector
-    from sdguard.image_types import Detection
-
-    backends = fake_backends(opennsfw=FakeDetector("opennsfw", lambda im: Detection("opennsfw", {"sexual": 0.99})))
+    nsfw = FakeDetector("opennsfw", lambda im: Detection("opennsfw", {"sexual": 0.99}))
+    backends = fake_backends(opennsfw=nsfw)
     verdict = check_image(image, policy, backends=backends)
     assert verdict.action is Action.CENSOR and censor_boxes(verdict) == []
     assert changed(censor_image(image, verdict), image).mean() > 0.9

@@ -10,7 +10,7 @@ from PIL import Image
 
 from sdguard.cli import main
 
-from _image_fakes import NUDE_BOX, fake_backends, marked_image
+from _image_fakes import NUDE_BOX, FakeDetector, fake_backends, marked_image
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +95,6 @@ def test_censor_to_never_overwrites(capsys, album, tmp_path):
 
 
 def test_failed_backend_blocks_and_writes_nothing(capsys, album, tmp_path, fakes):
-    from _image_fakes import FakeDetector
-
     fakes["opennsfw"] = FakeDetector("opennsfw", fail=True)
     out_dir = tmp_path / "c"
     status, out, _ = run(capsys, album / "nude.png", "--json", "--censor-to", out_dir)

@@ -117,8 +117,8 @@ def test_an_unknown_required_backend_fails_closed(policy_file):
 
 def test_only_backends_with_a_threshold_feed_a_category(policy_file):
     # opennsfw says 0.95 sexual; with its threshold at 1.0 it never fires alone.
-    backends = fake_backends(opennsfw=FakeDetector("opennsfw", lambda im: Detection("opennsfw", {"sexual": 0.95,
-                                                                                                 "violence": 0.99})))
+    scores = {"sexual": 0.95, "violence": 0.99}
+    backends = fake_backends(opennsfw=FakeDetector("opennsfw", lambda im: Detection("opennsfw", scores)))
     assert check_image(marked_image(), load_policy("public"), backends=backends).action is Action.CENSOR
     strict = policy_file("[categories.sexual]\nthresholds = { opennsfw = 1.0 }")
     v = check_image(marked_image(), strict, backends=backends)
