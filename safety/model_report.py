@@ -75,7 +75,7 @@ def _file_section(record: Mapping[str, Any]) -> str:
            f'<h2><span class="badge {css}">{_e(action.upper())}</span>{_e(record.get("path", "?"))}</h2>']
     facts = [("format", record.get("format")), ("size", record.get("size")), ("sha256", record.get("sha256")),
              ("AutoV2", record.get("autov2")), ("AutoV3", record.get("autov3")),
-             ("training images", record.get("train_images"))]
+             ("training images", record.get("train_images") or None)]
     out.append("<table>" + "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>"
                                    for k, v in facts if v not in (None, "")) + "</table>")
     if record.get("error"):

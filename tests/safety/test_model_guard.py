@@ -248,3 +248,20 @@ def test_with_the_prompt_stage_term_lists(tmp_path: Path) -> None:
     clean = write_safetensors(tmp_path / "c.safetensors", kohya_metadata({"1girl": 100, "long hair": 80}))
     assert check_model_file(clean, load_policy("public"), cache=HashCache(":memory:"),
                             lexicon=Lexicon.default()).action is Action.ALLOW
+
+
+def test_header_only_screen_does_not_read_the_tensors(tmp_path: Path, check) -> None:
+    import json
+    import struct
+    import time
+
+    size = 8 << 30  # 8 GB of sparse data: reading it would take minutes
+    header = json.dumps({"__metadata__": {"modelspec.title": "nude"},
+                         "w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + size)
+    start = time.perf_counter()
+    v = check(path, hashes=False)
+    assert v.blocked and v.codes == ("sexual",) and time.perf_counter() - start < 1.0
