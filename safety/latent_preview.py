@@ -309,7 +309,8 @@ def preview_images(decoder: PreviewDecoder, x0: torch.Tensor, *, size: int = 0, 
     Args:
         decoder (`PreviewDecoder`): see the module docstring for the latent space it expects.
         x0 (`torch.Tensor`): internal-space ``[B, C, h, w]`` or video ``[B, C, T, h, w]``.
-        size (`int`, *optional*): resize so the longer side is `size` px (0: as decoded).
+        size (`int`, *optional*): downscale so the longer side is at most `size` px (0: as decoded).
+            Smaller previews (linear: latent resolution) are not upscaled.
         max_frames (`int`, *optional*): video frames previewed per item.
         shrink_latent (`bool`, *optional*): for upscaling decoders (TAESD, VAE), area-average the
             latent first so the decoder outputs about `size` px instead of full resolution: TAESD's
@@ -359,8 +360,8 @@ def _shrink(latent: torch.Tensor, side: int) -> torch.Tensor:
 
 def _resize(rgb: torch.Tensor, size: int) -> torch.Tensor:
     height, width = rgb.shape[-2:]
-    if size <= 0 or max(height, width) == size:
-        return rgb
+    if size <= 0 or max(height, width) <= size:
+        return rgb  # never upscale: detectors resize to their input anyway, and it costs time
     factor = size / max(height, width)
     target = (max(1, round(height * factor)), max(1, round(width * factor)))
     return nn.functional.interpolate(rgb, size=target, mode="bilinear", align_corners=False,

@@ -56,7 +56,7 @@ class StepResult:
         verdicts (`tuple[Verdict, ...]`): one per batch item, from the check whose result arrived
             during this call (this step's, unless in background mode), else empty.
         previews (`tuple[np.ndarray | None, ...]`): per batch item, a censored preview (RGB
-            ``uint8``, ``preview_size`` px) to show *instead of* the host's own, or ``None`` where
+            ``uint8``, at most ``preview_size`` px) to show *instead of* the host's own, or ``None`` where
             the host may show its own. Sticky: once an item was censored, every later step carries
             its latest censored preview. For video, the first previewed frame.
         pending (`bool`): a background check has not reported yet; a strict host hides previews.

@@ -111,13 +111,15 @@ def test_linear_zero_latent_is_the_bias():
     assert torch.allclose(out[0, :, 0, 0], expected, atol=1e-6)
 
 
-def test_preview_images_are_uint8_rgb_resized_to_the_longer_side():
+def test_preview_images_are_uint8_rgb_downscaled_to_the_longer_side():
     import numpy as np
 
-    previews = preview_images(LinearPreview(latent_format("sd15")), torch.randn(3, 4, 48, 64), size=320)
+    previews = preview_images(LinearPreview(latent_format("sd15")), torch.randn(3, 4, 48, 64), size=32)
     assert len(previews) == 3 and all(len(item) == 1 for item in previews)
     image = previews[0][0]
-    assert image.dtype == np.uint8 and image.shape == (240, 320, 3)
+    assert image.dtype == np.uint8 and image.shape == (24, 32, 3)
+    # Never upscaled: the linear preview stays at latent resolution.
+    assert preview_images(LinearPreview(latent_format("sd15")), torch.randn(1, 4, 48, 64), size=320)[0][0].shape == (48, 64, 3)
 
 
 def test_preview_images_survive_nan():

@@ -333,7 +333,7 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
                  "--json", "--out", str(tmp_path / "out"))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert status == 0 and [r["item"] for r in lines] == [0, 1]
-    assert seen == [(2, (320, 320, 3), "preview")]
+    assert seen == [(2, (16, 16, 3), "preview")]    # linear previews keep latent resolution
     assert lines[0]["latent"]["space"] == "raw→internal" and abs(lines[0]["latent"]["std"] - 1.0) < 0.1
     assert lines[0]["hint"] is None and lines[0]["action"] == "allow"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_latent_tensor_0.png", "a_latent_tensor_1.png"]

@@ -1,0 +1,181 @@
+"""Benchmark the in-loop monitor: preview decode and classifier costs, and the overhead of the
+default schedule on a 20-step SD1.5 512² run.
+
+    python benchmarks/bench_monitor.py [--repeats 5] [--fake-classifier]
+
+Uses CUDA when available (prints the device). Inputs are seeded and synthetic; TAESD runs with
+random weights (the cost does not depend on the values). The classifier is the image guard's
+`check_images` with the `public` profile's backends, loaded once before timing; --fake-classifier
+(or a missing image guard) replaces it with a no-op so decode costs can be read alone.
+
+The GPU sampler is simulated by sleeping for a published/assumed per-step time: like a CUDA
+kernel, a sleeping sampler thread leaves the CPU free, which is what background classification
+relies on. Every figure printed says whether it was measured here or assumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+STEPS = 20
+LATENT_512 = 64     # SD1.5 512² → 64×64 latent
+LATENT_1024 = 128   # SDXL 1024² → 128×128 latent
+# Per-step times of SD1.5 512² (batch 1, CFG), in ms. Assumed, not measured here:
+#   RTX 3060: "512×512 at 50 steps ≈ 8.7 s" (restack.io summary of Tom's Hardware-style tests) → ~170 ms
+#   RTX 4090 / H100 class: ~40 it/s with SDPA attention (community A1111/ComfyUI reports) → ~25 ms
+ASSUMED_STEP_MS = {"RTX 3060 (assumed)": 170.0, "RTX 4090 / H100 (assumed)": 25.0}
+OVERHEAD_TARGET = 0.03
+
+
+def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time in ms after one warm-up call."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fake-classifier", action="store_true")
+    args = parser.parse_args()
+
+    from sdguard import load_policy
+    from sdguard.latent_formats import latent_format
+    from sdguard.latent_preview import LinearPreview, preview_images
+    from sdguard.monitor import check_steps
+    from sdguard.preview_check import check_latent
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "CPU"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device: {device} ({name}); torch {torch.__version__}; {torch.get_num_threads()} CPU threads; "
+          f"{os.cpu_count()} cores; load average {load:.1f}")
+
+    policy = load_policy("public")
+    fmt = latent_format("sd15")
+    generator = torch.Generator().manual_seed(0)
+    x0_512 = torch.randn(1, 4, LATENT_512, LATENT_512, generator=generator).to(device)
+    x0_1024 = torch.randn(1, 4, LATENT_1024, LATENT_1024, generator=generator).to(device)
+    size = int(policy.section("monitor")["preview_size"])
+
+    checker, classifier_name = _checker(args.fake_classifier, policy)
+    preview = preview_images(LinearPreview(fmt), x0_512, size=size)[0][0]
+    rows: list[tuple[str, float, str]] = []
+
+    linear = LinearPreview(fmt)
+    rows.append((f"linear decode 64² latent → {preview.shape[1]}² preview", timed(
+        lambda: preview_images(linear, x0_512, size=size), args.repeats, device), ""))
+    classify_ms = timed(lambda: checker([preview], policy, stage="preview"), args.repeats, device)
+    rows.append((f"classifier on one {preview.shape[1]}² preview ({classifier_name})", classify_ms, ""))
+    check_ms = timed(lambda: check_latent(x0_512, policy, linear, checker=checker), args.repeats, device)
+    rows.append(("linear + classifier, 64² latent", check_ms, "target ≤ 30 ms"))
+
+    taesd = _random_taesd(fmt, device)
+    full_repeats = 1 if device.type == "cpu" else args.repeats  # ≈ 280 GMAC: tens of seconds on a small CPU
+    full_1024 = timed(lambda: taesd.decode(x0_1024), full_repeats, device)
+    rows.append(("TAESD decode 128² latent → 1024² (full size)", full_1024, "target ≤ 100 ms on CPU"))
+    rows.append(("TAESD decode 64² latent → 512² (full size)", timed(
+        lambda: taesd.decode(x0_512), full_repeats, device), ""))
+    rows.append((f"TAESD 128² latent shrunk → {size}² (monitor default)", timed(
+        lambda: preview_images(taesd, x0_1024, size=size, shrink_latent=True), args.repeats, device), ""))
+
+    print(f"\n{'measured here (median of ' + str(args.repeats) + ')':<58} {'ms':>9}")
+    for label, ms, note in rows:
+        print(f"{label:<58} {ms:>9.1f}  {note}")
+
+    scheduled = check_steps(STEPS, policy.section("monitor")["schedule"], True)
+    checks = len(scheduled)
+    print(f"\nDefault schedule: {checks} checks in {STEPS} steps (steps {list(scheduled)})")
+    print(f"{'per-step time (source)':<30} {'sync est.':>10} {'sync meas.':>11} {'bg meas.':>10}  target ≤ 3 %")
+    for label, step_ms in ASSUMED_STEP_MS.items():
+        estimate = checks * check_ms / (STEPS * step_ms)
+        sync = _simulated_overhead(policy, fmt, linear, checker, x0_512, step_ms, background=False)
+        background = _simulated_overhead(policy, fmt, linear, checker, x0_512, step_ms, background=True)
+        print(f"{label:<30} {estimate:>9.1%} {sync:>10.1%} {background:>10.1%}")
+    print("\nsync est. = checks × (linear + classifier) / (20 × step); meas. = wall time of a simulated "
+          "20-step run (sleep per step) with the monitor vs without; bg = [monitor] background = true.")
+
+
+def _checker(fake: bool, policy) -> tuple[Callable, str]:
+    if not fake:
+        try:
+            from sdguard.image_guard import check_images, load_backends
+
+            backends = list(policy.section("image")["backends"])
+            loaded, failures = load_backends(backends)
+            if not failures:
+                return check_images, "+".join(backends)
+            print(f"image guard backends unavailable ({failures}); using a no-op classifier")
+        except ImportError as e:
+            print(f"image guard not importable ({e}); using a no-op classifier")
+    from sdguard.verdict import decide
+
+    def noop(images, policy, stage):
+        return [decide(stage, [], policy) for _ in images]
+
+    return noop, "no-op"
+
+
+def _random_taesd(fmt, device):
+    """A TAESDPreview around a randomly initialised decoder (same cost as the real weights)."""
+    import tempfile
+
+    from sdguard.latent_preview import TAESDPreview, taesd_decoder
+
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        torch.save(taesd_decoder(fmt.channels).state_dict(), Path(folder) / f"{fmt.taesd_decoder}.pth")
+        preview = TAESDPreview(fmt, search_dirs=[folder])
+    preview.decode(torch.zeros(1, fmt.channels, 8, 8, device=device))
+    return preview
+
+
+def _simulated_overhead(policy, fmt, decoder, checker, x0, step_ms: float, *, background: bool) -> float:
+    """(wall time with the monitor − without) / without, for a 20-step run that sleeps per step."""
+    import tempfile
+
+    from sdguard import load_policy
+    from sdguard.monitor import LoopMonitor
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.toml"
+        path.write_text(f'extends = "public"\n[monitor]\nbackground = {str(background).lower()}\n')
+        bench_policy = load_policy(path)
+    monitor = LoopMonitor(bench_policy, fmt, decoder=decoder, checker=checker)
+
+    def sampling(with_monitor: bool) -> float:
+        start = time.perf_counter()
+        for step in range(STEPS):
+            time.sleep(step_ms / 1000)          # the GPU step: the CPU is free meanwhile
+            if with_monitor:
+                monitor.on_step(step, STEPS, x0)
+        if with_monitor:
+            monitor.finish()
+        return time.perf_counter() - start
+
+    base = sampling(False)
+    return (sampling(True) - base) / base
+
+
+if __name__ == "__main__":
+    main()
