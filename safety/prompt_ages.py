@@ -79,7 +79,8 @@ def word_ages(words: Words) -> list[Age]:
         if unit is not None:
             last, is_months = unit
             ages.append(Age(0 if is_months else years, starts[first], ends[last]))
-        elif first > 0 and texts[first - 1] in _AGE_BEFORE:
+        elif first > 0 and texts[first - 1] in _AGE_BEFORE and not _is_decimal(words, index):
+            # "age 12", but not "(Baroque age:1.3)": a decimal after "age" is a prompt weight.
             ages.append(Age(years, starts[first - 1], ends[index]))
     return ages
 
@@ -94,6 +95,12 @@ def chinese_ages(text: str) -> list[Age]:
         if years is not None:
             ages.append(Age(years, match.start(), match.end()))
     return ages
+
+
+def _is_decimal(words: Words, index: int) -> bool:
+    """True when the number at `index` has a fractional part ("1.3")."""
+    following = index + 1
+    return following < len(words) and words.gaps[following] == "." and words.texts[following].isdigit()
 
 
 def _number(word: str) -> int | None:

@@ -378,3 +378,41 @@ def test_benign_sets_blocked_at_most_one_percent_under_public(lexical_policy, le
                if line.strip()]
     blocked = sum(decide("prompt", lexicon.prompt_findings(p, "", policy), policy).blocked for p in prompts)
     assert blocked / len(prompts) <= 0.01
+
+
+# --- properties -------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+INVISIBLE = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u0301", "\u0336"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_scans_and_spans_stay_inside(text):
+    for hit in Lexicon.default().scan(text):
+        start, end = hit.span
+        assert 0 <= start < end <= len(text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.lists(INVISIBLE, max_size=2)), min_size=4, max_size=4),
+       st.text(alphabet=" ,.()", min_size=1, max_size=3), st.text(alphabet=" ,.()", min_size=1, max_size=3))
+def test_case_and_invisible_characters_never_hide_a_term(changes, before, after):
+    letters = [(c.upper() if upper else c) + "".join(marks) for c, (upper, marks) in zip("nude", changes)]
+    text = f"cat{before}{''.join(letters)}{after}dog"
+    found = [h for h in Lexicon.default().scan(text) if h.term == "nude"]
+    assert found, text
+    start, end = found[0].span
+    assert text[start].lower() == "n" and "e" in text[start:end].lower()
+
+
+def test_age_in_weight_syntax_is_not_an_age(lexicon):
+    assert hits(lexicon, "(the Baroque age:1.3)") == set()
+    assert ("minor", "12 year old") in hits(lexicon, "age 12")
+
+
+@pytest.mark.parametrize("text", ["nude, minor skin imperfections", "ursa minor", "minor key"])
+def test_other_senses_of_minor_are_not_cues(lexicon, text):
+    assert not [h for h in lexicon.scan(text) if h.category == "minor"]
