@@ -64,7 +64,9 @@ def check_images(images: Sequence[Any], policy: Policy | None = None, *, stage: 
     policy = policy or load_policy()
     settings = policy.section("image")
     required = set(settings["required"])
-    loaded, failures = load_backends(settings["backends"], backends)
+    # A required backend missing from `backends` still runs: leaving it out must not open the gate.
+    names = [*settings["backends"], *(n for n in settings["required"] if n not in settings["backends"])]
+    loaded, failures = load_backends(names, backends)
     missing = sorted(name for name in failures if name in required)
     if missing:
         what = ", ".join(f"image backend '{n}'" for n in missing)

@@ -76,6 +76,7 @@ def test_a_required_backend_that_fails_to_load_blocks_every_image(monkeypatch):
     backends = fake_backends()
     del backends["opennsfw"]
     monkeypatch.setattr("sdguard.image_backends.LOADERS", {"opennsfw": ".nowhere:load"})
+    monkeypatch.setattr("sdguard.image_backends._cache", {})  # another test may have loaded the real one
     verdicts = check_images([marked_image(), marked_image()], load_policy("public"), backends=backends)
     for v in verdicts:
         assert v.action is Action.BLOCK and v.codes == (GUARD_UNAVAILABLE,)
@@ -204,3 +205,13 @@ def test_registry_reports_unknown_backends():
 
     with pytest.raises(GuardUnavailable, match="unknown image backend 'nope'"):
         get_backend("nope")
+
+
+def test_a_required_backend_left_out_of_backends_still_runs(policy_file):
+    policy = policy_file('[image]\nbackends = ["nudenet"]\nrequired = ["nudenet", "opennsfw"]')
+    backends = fake_backends(opennsfw=FakeDetector("opennsfw", fail=True))
+    assert check_image(marked_image(), policy, backends=backends).codes == (GUARD_UNAVAILABLE,)
+
+
+def test_empty_batch():
+    assert check_images([], load_policy("public"), backends=fake_backends()) == []
