@@ -132,11 +132,11 @@ def _csv_rows(text: str, path: Path) -> list[tuple[int, Mapping[str, Any]]]:
         raise BlocklistError(f"{path}:{lines[0][0]}: the header row must name the columns "
                              f"{', '.join(FIELDS)} (missing: {', '.join(missing)})")
     rows = []
-    for (n, _), cells in zip(lines[1:], table[1:]):
+    for (n, _), cells in zip(lines[1:], table[1:], strict=True):
         if len(cells) > len(header):
             raise BlocklistError(f"{path}:{n}: {len(cells)} cells but the header names {len(header)} "
                                  f"(quote cells that contain commas)")
-        rows.append((n, dict(zip(header, cells))))
+        rows.append((n, dict(zip(header, cells, strict=False))))  # short rows leave optional columns empty
     return rows
 
 

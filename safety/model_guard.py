@@ -95,7 +95,10 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
     if screen_key is not None:
         stored = cache.get_verdict(key, screen_key)
         if stored is not None:
-            return _decode(stored)
+            try:
+                return _decode(stored)
+            except (KeyError, ValueError, TypeError) as e:  # a damaged entry is a miss, not a failure
+                logger.warning("ignoring a damaged cached verdict for %s (%s)", key.path, e)
     verdict = _screen(key, policy, blocklist, lexicon, cache, hashes)
     if screen_key is not None and FileKey.of(key.path) == key:  # unchanged while we read it
         cache.put_verdict(key, screen_key, _encode(verdict))
@@ -262,6 +265,6 @@ def _decode(data: Mapping[str, Any]) -> Verdict:
     data = dict(data)
     actions = data.pop("_reason_actions", [])
     verdict = Verdict.from_dict(data)
-    reasons = tuple(replace(r, action=Action(a)) for r, a in zip(verdict.reasons, actions))
+    reasons = tuple(replace(r, action=Action(a)) for r, a in zip(verdict.reasons, actions, strict=True))
     return replace(verdict, reasons=reasons)
 

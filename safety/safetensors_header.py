@@ -107,7 +107,8 @@ def read_header(path: str | os.PathLike[str], *, max_header_bytes: int = MAX_HEA
         if n > size - LENGTH_BYTES:
             return SafetensorsHeader(name, size, error=f"header length {n} is larger than the file ({size} bytes)")
         if n > max_header_bytes:
-            return SafetensorsHeader(name, size, error=f"header length {n} exceeds the limit of {max_header_bytes} bytes")
+            return SafetensorsHeader(name, size,
+                                     error=f"header length {n} exceeds the limit of {max_header_bytes} bytes")
         raw = f.read(n)
     if len(raw) != n:  # the file shrank while we read it
         return SafetensorsHeader(name, size, error=f"header truncated: {len(raw)} of {n} bytes")

@@ -44,7 +44,8 @@ def test_folder_is_walked_and_each_file_gets_a_json_object(capsys, models: Path)
     assert status == 3
     assert [Path(r["path"]).name for r in records] == ["clean.safetensors", "explicit.safetensors"]
     clean, explicit = records
-    assert list(clean)[:9] == ["path", "format", "sha256", "autov2", "autov3", "action", "categories", "reasons", "error"]
+    assert list(clean)[:9] == ["path", "format", "sha256", "autov2", "autov3", "action", "categories", "reasons",
+                               "error"]
     assert clean["action"] == "allow" and clean["error"] is None and clean["format"] == "safetensors"
     assert explicit["action"] == "block" and explicit["categories"]["sexual"] == 0.6
     assert explicit["top_tags"][0] == ["1girl", 100]

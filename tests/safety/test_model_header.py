@@ -77,7 +77,8 @@ GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
     (_with_header({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                    "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, bytes(12)), "overlaps"),
     (_with_header({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, bytes(8)), "gap"),
-    (_with_header({"a": {"dtype": "F32", "shape": [10**9] * 50, "data_offsets": [0, 8]}}, bytes(8)), "data_offsets give 8"),
+    (_with_header({"a": {"dtype": "F32", "shape": [10**9] * 50, "data_offsets": [0, 8]}}, bytes(8)),
+     "data_offsets give 8"),
     (_with_header("[" * 100_000 + "]" * 100_000), "header"),
 ])
 def test_malformed_files_give_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:

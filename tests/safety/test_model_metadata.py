@@ -12,7 +12,8 @@ from sdguard.model_metadata import metadata_findings, tag_stats
 def test_tags_merge_across_folders_and_count_images_without_repeats() -> None:
     meta = {
         "ss_tag_frequency": json.dumps({"5_a": {"Nude": 3, "smile": 1}, "10_b": {"nude": 2, " long  hair ": 4}}),
-        "ss_dataset_dirs": json.dumps({"5_a": {"n_repeats": 5, "img_count": 4}, "10_b": {"n_repeats": 10, "img_count": 6}}),
+        "ss_dataset_dirs": json.dumps({"5_a": {"n_repeats": 5, "img_count": 4},
+                                       "10_b": {"n_repeats": 10, "img_count": 6}}),
         "ss_num_train_images": "80",
     }
     stats = tag_stats(meta)
