@@ -32,8 +32,6 @@ logger = logging.getLogger("sdguard.image")
 # One line per backend: name → "module:function". The function takes no arguments, returns a
 # ready `ImageBackend` (with `.name` equal to the key) and raises `GuardUnavailable` (or any
 # error) when its package or weights are missing. Modules are relative to this package.
-# Optional backends with user-provided weights add their line here, e.g.
-#     "compvis": ".compvis:load",
 LOADERS: dict[str, str] = {
     "nudenet": ".nudenet:load",
     "opennsfw": ".opennsfw:load",
