@@ -59,7 +59,7 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
 
     Args:
         path (`str` or `PathLike`): a ``.safetensors``, ``.ckpt``, ``.pt``, ``.pth`` or ``.bin`` file
-            (the format is sniffed from the bytes; the extension only breaks ties).
+            (judged by its extension, as hosts load it; other names are sniffed, see `detect_format`).
         policy (`Policy`, *optional*, defaults to the ``public`` profile).
         blocklists (`Iterable[Blocklist]`, *optional*): hash lists; a listed file blocks in every profile.
         cache (`HashCache`, *optional*): where hashes and verdicts are kept; defaults to the user
@@ -150,14 +150,23 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """``safetensors``, ``pickle`` or ``unknown``, from the first bytes, then the extension."""
+    """``safetensors``, ``pickle`` or ``unknown``.
+
+    By extension first, because hosts pick their loader by it: a ``.ckpt`` goes to `torch.load`
+    whatever its first bytes say, so it is judged as a pickle (and a ``.ckpt`` holding safetensors
+    bytes fails the pickle scan and blocks). Other names are sniffed from their first bytes.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in SAFETENSORS_EXTS:
+        return SAFETENSORS
+    if suffix in PICKLE_EXTS:
+        return PICKLE
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
         size = os.fstat(f.fileno()).st_size
-    suffix = Path(path).suffix.lower()
-    if looks_like_safetensors(head, size) or suffix in SAFETENSORS_EXTS:
+    if looks_like_safetensors(head, size):
         return SAFETENSORS
-    if looks_like_pickle(head) or suffix in PICKLE_EXTS:
+    if looks_like_pickle(head):
         return PICKLE
     return UNKNOWN
 

@@ -175,9 +175,12 @@ def test_unknown_format_is_refused(tmp_path: Path, check) -> None:
     assert v.details["format"] == "unknown" and v.codes == ("unsafe_format",)
 
 
-def test_format_is_sniffed_from_bytes(tmp_path: Path) -> None:
-    renamed = write_safetensors(tmp_path / "lora.pt", {"a": "b"})
-    assert detect_format(renamed) == "safetensors"
+def test_format_follows_the_extension_as_hosts_do_and_is_sniffed_otherwise(tmp_path: Path, check) -> None:
+    renamed = write_safetensors(tmp_path / "lora.pt", {"a": "b"})  # a host would torch.load this
+    assert detect_format(renamed) == "pickle"
+    v = check(renamed, "adult")
+    assert v.codes[0] == "malformed_input" and "not a valid pickle" in v.details["error"]
+    assert detect_format(write_safetensors(tmp_path / "lora", {"a": "b"})) == "safetensors"
     assert detect_format(_evil_pickle(tmp_path / "noext")) == "pickle"
 
 
