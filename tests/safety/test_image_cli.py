@@ -111,3 +111,15 @@ def test_multi_frame_file_reports_its_worst_frame(capsys, tmp_path):
     status, out, _ = run(capsys, path, "--json")
     row = json.loads(out)
     assert (row["frames"], row["frame"], row["action"], status) == (3, 1, "block", 3)
+
+
+def test_audit_records_each_image_by_hash(capsys, album, tmp_path):
+    from sdguard import AuditLog
+    from sdguard.audit import hash_input
+
+    log = tmp_path / "audit.jsonl"
+    status, _, _ = run(capsys, album / "clean.png", album / "sub" / "minor.png", "--audit", log)
+    records = list(AuditLog(log).records())
+    assert status == 3 and len(records) == 2
+    assert records[1]["input_sha256"] == hash_input((album / "sub" / "minor.png").read_bytes())
+    assert records[1]["verdict"]["action"] == "block" and records[1]["extra"]["path"].endswith("minor.png")
