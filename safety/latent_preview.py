@@ -224,22 +224,20 @@ class TAESDPreview:
         logger.debug("TAESD decoder %s loaded", self.path)
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        # Half precision only where it is fast (CUDA); CPU convolutions run in float32.
-        dtype = x0.dtype if x0.is_cuda and x0.dtype in (torch.float16, torch.bfloat16) else torch.float32
-        first = next(self._module.parameters())
-        if first.device != x0.device or first.dtype != dtype:
-            self._module = self._module.to(device=x0.device, dtype=dtype)
+        # float32 everywhere: the decoder is tiny, and CPU half-precision convolutions are slow.
+        if next(self._module.parameters()).device != x0.device:
+            self._module = self._module.to(x0.device)
         with torch.inference_mode():
-            return self._module(x0.to(dtype)).float().clamp(0.0, 1.0)
+            return self._module(x0.float()).clamp(0.0, 1.0)
 
 
 class VAEPreview:
     """Previews from the host's full VAE.
 
     Args:
-        decode_fn (`Callable`): takes internal-space x0 ``[N, C, h, w]`` and returns images in [0, 1].
-            It must convert to raw space itself, e.g. ComfyUI:
-            ``lambda x0: vae.decode(model.model.process_latent_out(x0))``.
+        decode_fn (`Callable`): takes internal-space x0 ``[N, C, h, w]`` (float32, on x0's device)
+            and returns images in [0, 1]. It must convert to raw space (and to the VAE's dtype)
+            itself, e.g. ComfyUI: ``lambda x0: vae.decode(model.model.process_latent_out(x0))``.
         channels_last (`bool`, *optional*, defaults to `True`): `decode_fn` returns ``[N, H, W, 3]``
             (ComfyUI IMAGE); `False` for ``[N, 3, H, W]`` (diffusers, A1111 ``decode_first_stage``
             after ``(x + 1) / 2``).

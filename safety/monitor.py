@@ -35,7 +35,8 @@ from .audit import AuditLog, hash_input
 from .errors import Blocked, PolicyError
 from .latent_formats import LatentFormat, latent_format
 from .policy import Policy
-from .preview_check import STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews
+from .preview_check import (STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews,
+                            latent_bytes)
 from .verdict import Action, Verdict, unavailable
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ class LoopMonitor:
     # -- checks ---------------------------------------------------------------------------
 
     def _start_check(self, step: int, total: int, x0: torch.Tensor) -> tuple[Verdict, ...]:
-        latent_hash = hash_input(x0.detach().contiguous().cpu().numpy().tobytes()) if self.audit else ""
+        latent_hash = hash_input(latent_bytes(x0)) if self.audit else ""
         decoded = decode_previews(x0, self.policy, self.decoder)
         if not self.background:
             return self._apply(step, total, step, judge_previews(decoded, self.policy, checker=self.checker),

@@ -119,3 +119,11 @@ def censor_preview(preview: Any, verdict: Verdict, policy: Policy) -> Any:
 
     image = policy.section("image")
     return censor_image(preview, verdict, image["censor_style"], image["censor_margin"])
+
+
+def latent_bytes(x0: torch.Tensor) -> bytes:
+    """The raw bytes of a latent, for `hash_input` (any dtype, bfloat16 included, any device)."""
+    import torch
+
+    flat = x0.detach().contiguous().cpu().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes()

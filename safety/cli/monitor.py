@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("preview-latent needs torch (pip install torch, CPU build is enough)") from None
     from ..latent_formats import latent_format
     from ..latent_preview import make_decoder
-    from ..preview_check import censor_preview, check_latent
+    from ..preview_check import censor_preview, check_latent, latent_bytes
 
     try:
         fmt = latent_format(args.family)
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         result = check_latent(x0, policy, decoder)
         for item, verdict in enumerate(result.verdicts):
             verdicts.append(verdict)
-            latent_bytes = x0[item].contiguous().numpy().tobytes()
             if log is not None:
-                log.record(verdict, input_hash=hash_input(latent_bytes), host=policy.section("audit")["host"],
+                log.record(verdict, input_hash=hash_input(latent_bytes(x0[item])),
+                           host=policy.section("audit")["host"],
                            extra={"file": str(args.latent), "key": key, "item": item, "family": fmt.family})
             written = None
             if out_dir is not None and result.previews and not verdict.blocked:
@@ -146,7 +146,8 @@ def _report(args: argparse.Namespace, family: str, decoder: str, key: str, item:
             verdict: Any, size: tuple[int, int] | None, written: Path | None) -> dict[str, Any]:
     std = float(x0.std()) if x0.numel() > 1 else 0.0
     # Statistics are of the latent as decoded, i.e. after a raw → internal conversion.
-    stats = {"shape": list(x0.shape), "space": "raw→internal" if space == "raw" else space, "mean": round(float(x0.mean()), 4),
+    stats = {"shape": list(x0.shape), "space": "raw→internal" if space == "raw" else space,
+             "mean": round(float(x0.mean()), 4),
              "std": round(std, 4), "min": round(float(x0.min()), 4), "max": round(float(x0.max()), 4)}
     hint = None
     if space == "internal" and std > RAW_STD_HINT:

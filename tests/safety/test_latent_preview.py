@@ -119,7 +119,8 @@ def test_preview_images_are_uint8_rgb_downscaled_to_the_longer_side():
     image = previews[0][0]
     assert image.dtype == np.uint8 and image.shape == (24, 32, 3)
     # Never upscaled: the linear preview stays at latent resolution.
-    assert preview_images(LinearPreview(latent_format("sd15")), torch.randn(1, 4, 48, 64), size=320)[0][0].shape == (48, 64, 3)
+    small = preview_images(LinearPreview(latent_format("sd15")), torch.randn(1, 4, 48, 64), size=320)
+    assert small[0][0].shape == (48, 64, 3)
 
 
 def test_preview_images_survive_nan():

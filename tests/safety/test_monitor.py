@@ -336,7 +336,8 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
     assert seen == [(2, (16, 16, 3), "preview")]    # linear previews keep latent resolution
     assert lines[0]["latent"]["space"] == "raw→internal" and abs(lines[0]["latent"]["std"] - 1.0) < 0.1
     assert lines[0]["hint"] is None and lines[0]["action"] == "allow"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_latent_tensor_0.png", "a_latent_tensor_1.png"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["a_latent_tensor_0.png", "a_latent_tensor_1.png"]
 
 
 def test_cli_blocked_preview_is_never_written(tmp_path, capsys, monkeypatch):
@@ -425,3 +426,16 @@ def test_finish_collects_a_late_block_without_raising(tmp_path):
     checker.gate.set()
     summary = monitor.finish()
     assert summary.action is Action.BLOCK and summary.blocked_at == 5
+
+
+def test_bfloat16_latents_are_hashed_for_the_audit(tmp_path):
+    from sdguard.preview_check import latent_bytes
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    monitor = monitor_for(make_policy(tmp_path, "block"), audit=log)
+    x0 = latent(FLAG).to(torch.bfloat16)
+    with pytest.raises(Blocked):
+        monitor.on_step(5, 20, x0)
+    assert list(log.records())[0]["input_sha256"] == hash_input(latent_bytes(x0))
+    assert len(latent_bytes(x0)) == x0.numel() * 2
+    assert latent_bytes(latent(FLAG)) == latent(FLAG).numpy().tobytes()
