@@ -14,6 +14,7 @@ large buffers), so the second digest costs no extra wall time on a machine with 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -64,12 +65,14 @@ class FileKey:
         links costs a system call per folder level and the stat already identifies the target).
 
         Raises:
-            `OSError`: it cannot be stat'ed; `IsADirectoryError` for a folder.
+            `OSError`: it cannot be stat'ed or is not a regular file; `IsADirectoryError` for a folder.
         """
         absolute = os.path.abspath(path)
         st = os.stat(absolute)
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         return cls(absolute, st.st_size, st.st_mtime_ns, st.st_ino)
 
 

@@ -148,3 +148,12 @@ def test_progress_only_on_a_terminal_or_for_long_scans() -> None:
     for i in range(PROGRESS_MIN_FILES_NO_TTY):
         bar.step(str(i))
     assert log.text.count("\n") == 10 and f"{PROGRESS_MIN_FILES_NO_TTY}/{PROGRESS_MIN_FILES_NO_TTY}" in log.text
+
+
+def test_a_fifo_is_refused_not_waited_on(capsys, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    status, out, err = run(capsys, "scan-models", str(fifo))
+    assert status == 2 and out == "" and "not a regular file" in err
