@@ -31,8 +31,9 @@ else:  # pragma: no cover - exercised on Python 3.10 hosts (A1111/Forge)
 PROFILES = ("classroom", "public", "adult")
 DEFAULT_PROFILE = "public"
 # Categories no policy can relax: action stays block at every stage, thresholds only go down,
-# and their combinations cannot be edited.
-PROTECTED = ("minor_sexual", "real_person_sexual")
+# and their combinations cannot be edited. Besides the two the product promises, a hash a host
+# listed and a pickle that can run code are never let through.
+PROTECTED = ("minor_sexual", "real_person_sexual", "blocked_hash", "unsafe_code")
 ACTIONS = tuple(a.value for a in Action)
 CATEGORY_KEYS = ("action", "stage_actions", "thresholds")
 _MAX_EXTENDS_DEPTH = 8

@@ -215,3 +215,19 @@ def test_a_required_backend_left_out_of_backends_still_runs(policy_file):
 
 def test_empty_batch():
     assert check_images([], load_policy("public"), backends=fake_backends()) == []
+
+
+@pytest.mark.parametrize("profile", ["adult", "public", "classroom"])
+def test_child_in_swimwear_is_not_minor_sexual(profile):
+    # NudeNet's covered-body labels (a swimsuit) feed no category by default, so a child on a beach
+    # is not minor ∧ suggestive.
+    def swimsuit(image):
+        face = fake_backends()["nudenet"].rule(image).faces
+        return Detection("nudenet", {"suggestive": 0.9},
+                         (Region("FEMALE_BREAST_COVERED", 0.9, NUDE_BOX, "suggestive"),), face)
+
+    backends = fake_backends()
+    backends["nudenet"] = FakeDetector("nudenet", swimsuit)
+    v = check_image(marked_image(age=7), load_policy(profile), backends=backends)
+    assert "minor_sexual" not in v.codes
+    assert v.action is Action.ALLOW

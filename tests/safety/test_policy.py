@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdguard import Action, PolicyError, load_policy
-from sdguard.policy import PROFILES
+from sdguard.policy import PROFILES, PROTECTED
 
 
 def write(tmp_path, text, name="p.toml"):
@@ -15,7 +15,7 @@ def write(tmp_path, text, name="p.toml"):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-@pytest.mark.parametrize("category", ["minor_sexual", "real_person_sexual"])
+@pytest.mark.parametrize("category", PROTECTED)
 @pytest.mark.parametrize("stage", ["prompt", "model", "preview", "image"])
 def test_protected_categories_block_in_every_profile(profile, category, stage):
     assert load_policy(profile).action_for(category, stage) is Action.BLOCK
@@ -66,6 +66,7 @@ def test_extends_loop_is_an_error(tmp_path):
     ('extends = "adult"\n\n[categories.minor_sexual]\naction = "warn"\n', 4, "cannot be relaxed"),
     ('extends = "adult"\n[categories.real_person_sexual]\n# comment\naction = "allow"\n', 4, "cannot be relaxed"),
     ('[categories.minor_sexual]\nstage_actions = { image = "censor" }\n', 2, "cannot be relaxed"),
+    ('extends = "adult"\n[categories.blocked_hash]\naction = "warn"\n', 3, "cannot be relaxed"),
     ('[categories.minor_sexual]\nthresholds = { lexical = 1.0 }\n[categories.real_person_sexual]\n'
      'thresholds = { lexical = 1.0 }\n[categories.sexual]\naction = "allow"\n', None, None),
     ('[combinations.minor_sexual]\nall = ["minor"]\nany = ["violence"]\n', 1, "cannot be edited"),
