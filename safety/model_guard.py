@@ -50,6 +50,8 @@ UNKNOWN_IMPORT = "unknown_import"
 # Bump when findings or details change meaning, so cached verdicts from older code are not reused.
 SCREEN_VERSION = "1"
 _SNIFF_BYTES = 16
+# Real kohya metadata is well under 1 MB (tag counts included); beyond this a file is refused.
+MAX_METADATA_CHARS = 16_000_000
 
 
 def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None, *,
@@ -120,6 +122,9 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
         header = read_header(key.path)
         error = header.error
         metadata = header.metadata
+        if sum(map(len, metadata.values())) > MAX_METADATA_CHARS:
+            # Screening cost grows with the text; truncating it would let a padded file through.
+            error, metadata = f"__metadata__ holds more than {MAX_METADATA_CHARS} characters; too large to screen", {}
     elif fmt == PICKLE:
         scan = scan_pickle_file(key.path)
         error = scan.error
@@ -145,7 +150,7 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
     if error is None:
         return verdict
     reason = Reason(MALFORMED_INPUT, Action.BLOCK,
-                    f"{MALFORMED_INPUT}: not a valid {fmt} file ({error}); blocked because it cannot be screened")
+                    f"{MALFORMED_INPUT}: this {fmt} file cannot be screened ({error}); blocked")
     return replace(verdict, action=Action.BLOCK, reasons=(reason, *verdict.reasons))
 
 

@@ -278,3 +278,12 @@ def test_a_damaged_cached_verdict_is_a_miss(tmp_path: Path, check) -> None:
     first = check(path, cache=cache, lexicon=lexicon)
     cache._db.execute("UPDATE verdicts SET verdict = '{\"stage\": \"model\"}'")
     assert check(path, cache=cache, lexicon=lexicon) == first
+
+
+def test_oversized_metadata_is_refused_not_truncated(tmp_path: Path, check, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sdguard.model_guard as mg
+
+    monkeypatch.setattr(mg, "MAX_METADATA_CHARS", 1000)
+    path = write_safetensors(tmp_path / "padded.safetensors", {"ss_training_comment": "x " * 600 + "nude"})
+    v = check(path, "adult")
+    assert v.blocked and v.codes[0] == "malformed_input" and "too large to screen" in v.details["error"]
