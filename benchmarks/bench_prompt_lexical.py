@@ -7,7 +7,8 @@ the public and classroom profiles.
     python benchmarks/bench_prompt_lexical.py [--eval DIR] [--show-hits SET]
 
 The eval sets are JSON Lines with a "prompt" key (default: ../shared/eval beside the checkout).
-Timings are wall-clock on whatever machine runs this; a shared machine makes them noisy.
+Timings are CPU time of this process (`time.process_time`), so other load on a shared machine
+slows them less than wall-clock would; they still vary by a few tens of percent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ EVAL_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "eval"
 PROFILES = ("public", "classroom")
 MEGABYTE = 1 << 20
 REPEATS = 3
+CHINESE = "今天天气很好，我们在公园里散步，看到湖上有几只白鹅。"
 
 
 def lexical_policy(profile: str, folder: Path):
@@ -41,21 +43,25 @@ def read_set(path: Path) -> list[tuple[str, str]]:
     return [(r["prompt"], r.get("negative", "")) for r in rows]
 
 
-def throughput(lexicon: Lexicon, items: list[tuple[str, str]], policy) -> float:
-    """Best of `REPEATS` runs, prompts per second."""
-    best = float("inf")
+def throughput(lexicon: Lexicon, items: list[tuple[str, str]], policy) -> tuple[float, float]:
+    """Prompts per second (best of `REPEATS`): `prompt_findings` alone, and with `decide`."""
+    alone = with_decide = float("inf")
     for _ in range(REPEATS):
-        start = time.perf_counter()
+        start = time.process_time()
+        for prompt, negative in items:
+            lexicon.prompt_findings(prompt, negative, policy)
+        alone = min(alone, time.process_time() - start)
+        start = time.process_time()
         for prompt, negative in items:
             decide("prompt", lexicon.prompt_findings(prompt, negative, policy), policy)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
+        with_decide = min(with_decide, time.process_time() - start)
+    return len(items) / alone, len(items) / with_decide
 
 
 def timed(lexicon: Lexicon, text: str) -> tuple[float, int]:
-    start = time.perf_counter()
+    start = time.process_time()
     hits = lexicon.scan(text)
-    return time.perf_counter() - start, len(hits)
+    return time.process_time() - start, len(hits)
 
 
 def main() -> None:
@@ -64,21 +70,21 @@ def main() -> None:
     parser.add_argument("--show-hits", metavar="SET", help="print the flagged prompts of one set")
     args = parser.parse_args()
 
-    start = time.perf_counter()
+    start = time.process_time()
     lexicon = Lexicon.default()
-    print(f"Lexicon.default() built in {1000 * (time.perf_counter() - start):.1f} ms")
+    print(f"Lexicon.default() built in {1000 * (time.process_time() - start):.1f} ms")
     sets = {p.stem: read_set(p) for p in sorted(args.eval.glob("*.jsonl"))}
 
     with tempfile.TemporaryDirectory() as tmp:
         policies = {name: lexical_policy(name, Path(tmp)) for name in PROFILES}
 
-    print("\n## Throughput (prompt_findings + decide, public, one core)")
-    print(f"{'set':<16}{'prompts':>8}{'mean chars':>12}{'prompts/s':>12}")
+    print("\n## Throughput (public, one core; prompts/s)")
+    print(f"{'set':<16}{'prompts':>8}{'mean chars':>12}{'findings':>12}{'+ decide':>12}")
     total_items = [item for items in sets.values() for item in items]
     for name, items in [*sets.items(), ("all", total_items)]:
         mean = sum(len(p) for p, _ in items) / max(1, len(items))
-        rate = throughput(lexicon, items, policies["public"])
-        print(f"{name:<16}{len(items):>8}{mean:>12.0f}{rate:>12,.0f}")
+        alone, with_decide = throughput(lexicon, items, policies["public"])
+        print(f"{name:<16}{len(items):>8}{mean:>12.0f}{alone:>12,.0f}{with_decide:>12,.0f}")
 
     print("\n## Large inputs (Lexicon.scan)")
     words = "a photo of a cat sitting on a mat in the sun, (masterpiece:1.2), [dog|cat] BREAK "
@@ -88,13 +94,14 @@ def main() -> None:
         "1 MB '((((('": "(" * MEGABYTE,
         "1 MB spaced letters": "n " * (MEGABYTE // 2),
         "1 MB zero-width": "\u200b" * MEGABYTE,
-        "1 MB CJK": ("一个小女孩在放风筝" * (MEGABYTE // 9 + 1))[:MEGABYTE],
+        "1 MB Chinese prose": (CHINESE * (MEGABYTE // len(CHINESE) + 1))[:MEGABYTE],
+        "1 MB CJK, dense hits": ("一个小女孩在放风筝" * (MEGABYTE // 9 + 1))[:MEGABYTE],
         "1 MB one word": "a" * MEGABYTE,
     }
-    print(f"{'input':<22}{'seconds':>9}{'hits':>8}")
+    print(f"{'input':<24}{'seconds':>9}{'hits':>8}")
     for name, text in cases.items():
         seconds, hits = timed(lexicon, text)
-        print(f"{name:<22}{seconds:>9.3f}{hits:>8}")
+        print(f"{name:<24}{seconds:>9.3f}{hits:>8}")
 
     print("\n## Flagged rates, lexical stage alone (flagged = any non-allow)")
     print(f"{'set':<16}" + "".join(f"{p + ' flagged':>18}{p + ' blocked':>18}" for p in PROFILES))

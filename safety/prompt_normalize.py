@@ -252,7 +252,8 @@ class Words:
         separator = ""
         for index in compress(range(len(texts)), map((1).__eq__, lengths)):
             gap = gaps[index]
-            if run and run[-1] == index - 1 and (gap == separator or len(run) == 1) and _is_spacing(gap):
+            # One separator throughout a run (checked once, when the run's second letter comes).
+            if run and run[-1] == index - 1 and (gap == separator or (len(run) == 1 and _is_spacing(gap))):
                 separator = gap
                 run.append(index)
                 continue
@@ -264,8 +265,8 @@ class Words:
         return out
 
     def _glue(self, run: list[int], out: list[Word]) -> None:
-        letters = "".join(self.texts[i] for i in run)
-        if sum(c.isalpha() for c in letters) >= MIN_SPACED_RUN:
+        letters = "".join([self.texts[i] for i in run])
+        if letters.isalpha() or sum(map(str.isalpha, letters)) >= MIN_SPACED_RUN:
             out.append(Word(letters, self.starts[run[0]], self.ends[run[-1]],
                             tuple(self.starts[i] for i in run)))
 

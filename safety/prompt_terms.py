@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_, is_not
 from typing import Any, NamedTuple
 
 from .prompt_normalize import WORD_RE, Word, Words, collapse, deleet, fold_term, has_long_run
@@ -40,9 +40,6 @@ MIN_COLLAPSED = 4
 # Characters matched as CJK: kana, CJK ideographs (and extensions), half-width katakana.
 _CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 _CJK_RE = re.compile(f"[{_CJK_CLASS}]")
-# A CJK run: CJK characters, possibly joined by name dots or up to 3 Latin letters/digits
-# ("哆啦a梦", "a片"). Bounded repetitions only, so matching stays linear.
-CJK_RUN_RE = re.compile(f"(?:[a-z0-9]{{1,3}})?[{_CJK_CLASS}](?:[{_CJK_CLASS}·・]|[a-z0-9]{{1,3}}(?=[{_CJK_CLASS}]))*")
 _NAME_DOTS = "·・"
 # Trie key that marks the end of a pattern (not a character, so it never matches text).
 _END = 0
@@ -95,28 +92,31 @@ class TermTrie:
             node.setdefault(_END, []).append(value)
             self._longest = max(self._longest, len(pattern))
         self._root = root
-        firsts = "".join(sorted(re.escape(ch) for ch in root))
+        singles = "".join(sorted(re.escape(ch) for ch, node in root.items() if _END in node))
+        firsts = "".join(sorted(re.escape(ch) for ch, node in root.items() if len(node) > (_END in node)))
         seconds = "".join(sorted({re.escape(ch) for node in root.values() for ch in node if ch != _END}))
-        if not firsts:
-            self._starts = None
-        elif any(_END in node for node in root.values()):
-            self._starts = re.compile(f"[{firsts}]")
-        else:
-            # Every pattern has two characters or more: test both at once (fewer, surer candidates).
-            self._starts = re.compile(f"(?=[{firsts}][{seconds}])")
+        # One-character patterns are found by a character class; longer ones start where both the
+        # first and the second character can begin a pattern (far fewer, surer candidates).
+        self._singles = re.compile(f"[{singles}]") if singles else None
+        self._starts = re.compile(f"(?=[{firsts}][{seconds}])") if firsts else None
 
     def __bool__(self) -> bool:
-        return self._starts is not None
+        return self._starts is not None or self._singles is not None
 
     def find(self, text: str, offset: int = 0) -> Iterator[tuple[int, int, Entry]]:
         """Yield ``(start, end, value)`` for every occurrence, positions shifted by `offset`."""
+        root, longest = self._root, self._longest
+        if self._singles is not None:
+            for match in self._singles.finditer(text):
+                start = match.start()
+                for value in root[text[start]][_END]:
+                    yield offset + start, offset + start + 1, value
         if self._starts is None:
             return
-        root, longest = self._root, self._longest
         for match in self._starts.finditer(text):
             start = match.start()
-            node = root
-            for end, ch in enumerate(text[start:start + longest], start + 1):
+            node = root[text[start]]
+            for end, ch in enumerate(text[start + 1:start + longest], start + 2):
                 node = node.get(ch)
                 if node is None:
                     break
@@ -159,7 +159,8 @@ class TermIndex:
             [(head, entry) for head, items in self._phrases.items() for rest, entry in items
              if not rest and len(head) >= MIN_INFIX and entry.category != EXCEPTION]
             + [(prefix, entry) for prefix, entries in self._prefixes.items() for entry in entries])
-        vocab = set(self._phrases) | {w for items in self._phrases.values() for rest, _ in items for w in rest}
+        vocab = set(self._phrases)
+        vocab.update(w for items in self._phrases.values() for rest, _ in items for w in rest)
         self._lookup = {w: w for w in vocab}
         for word in vocab:
             for suffix in ("s", "es"):
@@ -243,15 +244,22 @@ class TermIndex:
         count = len(texts)
         infos = list(map(self._cache.get, texts))
         if None in infos:
-            infos = [info if info is not None else self.classify(word) for word, info in zip(texts, infos)]
+            unknown = set(compress(texts, map(is_, infos, repeat(None))))
+            fresh = {word: self.classify(word) for word in unknown}
+            infos = list(map(fresh.get, texts, infos))
         hits = []
         # Most words are in no entry: pick the others with C-level iteration only.
         for index in compress(range(count), map(is_not, infos, repeat(_NOTHING))):
             head, prefixed = infos[index]
-            hits.extend(RawHit(e, starts[index], ends[index]) for e in prefixed)
-            for rest, entry in self._phrases.get(head, ()) if head is not None else ():
+            if prefixed:
+                hits.extend(RawHit(e, starts[index], ends[index]) for e in prefixed)
+            if head is None:
+                continue
+            for rest, entry in self._phrases.get(head, ()):
                 last = index + len(rest)
-                if last < count and all(infos[index + 1 + k][0] == w for k, w in enumerate(rest)):
+                # Most entries are one or two words: test the next word before the general case.
+                if not rest or (last < count and infos[index + 1][0] == rest[0]
+                                and all(infos[index + 1 + k][0] == w for k, w in enumerate(rest))):
                     hits.append(RawHit(entry, starts[index], ends[last]))
         return hits
 
@@ -276,13 +284,8 @@ class TermIndex:
         return hits
 
     def match_cjk(self, text: str) -> list[RawHit]:
-        """Hits of CJK entries in folded `text` (searched only inside runs of CJK characters)."""
-        if not self._cjk:
-            return []
-        hits = []
-        for run in CJK_RUN_RE.finditer(text):
-            hits.extend(RawHit(entry, start, end) for start, end, entry in self._cjk.find(run.group(), run.start()))
-        return hits
+        """Hits of CJK entries in folded `text` (substrings: CJK has no spaces between words)."""
+        return [RawHit(entry, start, end) for start, end, entry in self._cjk.find(text)]
 
 
 def _cjk_variants(key: str) -> list[str]:

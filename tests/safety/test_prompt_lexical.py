@@ -212,7 +212,8 @@ def test_obfuscation_is_seen_through_and_spans_point_into_the_original(lexicon, 
     assert found[0].category == "sexual"
 
 
-@pytest.mark.parametrize("text", ["n\u200bu\u200bd\u200be l\u200boli", "ｎｕｄｅ 12yo", "L O L I C O N", "l0l1c0n",
+@pytest.mark.parametrize("text", ["n\u200bu\u200bd\u200be l\u200boli", "ｎｕｄｅ 12yo", "L O L I C O N",
+                                  "l0l1c0n",
                                   "<lora:l0li_nsfw:0.8>", "蘿\u200b莉 裸\u200b體"])
 def test_obfuscated_minor_sexual_is_blocked_even_in_adult(lexical_policy, text):
     assert check_prompt(text, policy=lexical_policy("adult")).blocked
@@ -244,7 +245,8 @@ ORDINARY = [
     "nude lipstick", "chicken breasts", "Christmas stockings", "a bloody mary cocktail",
     "a strip of land", "an adult giraffe", "mature trees", "teeth", "tennis", "annals of history",
     "a b c d e f g", "i q v i i n", "3 x 4", "Lt. Col. J. R. R. Tolkien",
-    "一个女孩子在读书", "赤裸裸的谎言", "图中出现一只猫", "裸露的岩石", "高潮迭起的故事",
+    "一个女孩子在读书", "赤裸裸的谎言", "图中出现一只猫", "裸露的岩石",
+    "高潮迭起的故事",
     "ice age landscape", "the age of 30", "8k uhd, (masterpiece:1.2), best quality",
 ]
 
@@ -374,8 +376,8 @@ def test_benign_sets_blocked_at_most_one_percent_under_public(lexical_policy, le
     from sdguard.verdict import decide
 
     policy = lexical_policy("public")
-    prompts = [json.loads(line)["prompt"] for line in (EVAL_DIR / f"{name}.jsonl").read_text("utf-8").splitlines()
-               if line.strip()]
+    lines = (EVAL_DIR / f"{name}.jsonl").read_text("utf-8").splitlines()
+    prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]
     blocked = sum(decide("prompt", lexicon.prompt_findings(p, "", policy), policy).blocked for p in prompts)
     assert blocked / len(prompts) <= 0.01
 
