@@ -287,3 +287,11 @@ def test_oversized_metadata_is_refused_not_truncated(tmp_path: Path, check, monk
     path = write_safetensors(tmp_path / "padded.safetensors", {"ss_training_comment": "x " * 600 + "nude"})
     v = check(path, "adult")
     assert v.blocked and v.codes[0] == "malformed_input" and "too large to screen" in v.details["error"]
+
+
+@pytest.mark.parametrize("category", ["blocked_hash", "unsafe_code"])
+def test_a_policy_cannot_relax_listed_hashes_or_dangerous_code(tmp_path: Path, category: str) -> None:
+    from sdguard import PolicyError
+
+    with pytest.raises(PolicyError, match="cannot be relaxed"):
+        _policy(tmp_path, f'extends = "adult"\n[categories.{category}]\naction = "warn"\n')
