@@ -1,8 +1,9 @@
 """Benchmark of the lexical prompt guard (semantic classifier off), on one core.
 
-Prints: prompts/s of `Lexicon.prompt_findings` + `decide` per eval set, the time for a 1 MB prompt
-(and pathological 1 MB inputs), and flagged rates (any non-allow, and blocked) per eval set under
-the public and classroom profiles.
+Prints: prompts/s of `Lexicon.prompt_findings` (alone and with `decide`) per eval set, the time for
+a 1 MB prompt (and pathological 1 MB inputs), and flagged rates (any non-allow, and blocked) per
+eval set under the public, classroom and adult profiles (adult blocks only minor_sexual and
+real_person_sexual, so its column shows how often the combination rules fire).
 
     python benchmarks/bench_prompt_lexical.py [--eval DIR] [--show-hits SET]
 
@@ -25,7 +26,7 @@ from sdguard.prompt_lexical import Lexicon
 from sdguard.verdict import Action, decide
 
 EVAL_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "eval"
-PROFILES = ("public", "classroom")
+PROFILES = ("public", "classroom", "adult")
 MEGABYTE = 1 << 20
 REPEATS = 3
 CHINESE = "今天天气很好，我们在公园里散步，看到湖上有几只白鹅。"
@@ -104,7 +105,7 @@ def main() -> None:
         print(f"{name:<24}{seconds:>9.3f}{hits:>8}")
 
     print("\n## Flagged rates, lexical stage alone (flagged = any non-allow)")
-    print(f"{'set':<16}" + "".join(f"{p + ' flagged':>18}{p + ' blocked':>18}" for p in PROFILES))
+    print(f"{'set':<16}" + "".join(f"{p[:5] + ' flag':>12}{p[:5] + ' block':>12}" for p in PROFILES))
     for name, items in sets.items():
         row = f"{name:<16}"
         for profile in PROFILES:
@@ -112,7 +113,7 @@ def main() -> None:
             verdicts = [decide("prompt", lexicon.prompt_findings(p, n, policy), policy) for p, n in items]
             flagged = sum(v.action is not Action.ALLOW for v in verdicts)
             blocked = sum(v.blocked for v in verdicts)
-            row += f"{100 * flagged / len(items):>17.2f}%{100 * blocked / len(items):>17.2f}%"
+            row += f"{100 * flagged / len(items):>11.2f}%{100 * blocked / len(items):>11.2f}%"
             if profile == "public" and name == args.show_hits:
                 codes = Counter(c for v in verdicts for c in v.codes)
                 print(f"  {name}: {dict(codes)}")

@@ -34,7 +34,9 @@ _AGE_BEFORE = ("aged", "age")
 _TRIGGERS = frozenset(_UNITS_BY_FIRST) | frozenset(_AGE_BEFORE)
 # "12yo", "12yrs", "12yearsold" written as one word.
 _GLUED_AGE_RE = re.compile(r"(\d{1,3})(?:yo|yrs?|yrs?old|years?old|yearolds?)")
-_GLUED_AGE_SEARCH = re.compile(r"\d(?:yo|yr|year)")
+# "12y/o", "12y.o.": the number and "y" glued, then "o" as the next word.
+_GLUED_Y_RE = re.compile(r"(\d{1,3})y")
+_GLUED_AGE_SEARCH = re.compile(r"\dy")
 # A range before the age ("16~20 years old", "16-18yo"): the lower end counts.
 _RANGE_MARKS = frozenset("-~–")
 # Chinese: a number (digits or numerals) then 岁 (歲/歳 fold to 岁), not preceded by another digit.
@@ -70,6 +72,11 @@ def word_ages(words: Words) -> list[Age]:
         if glued:
             first, years = _range_start(words, index, int(glued.group(1)))
             ages.append(Age(years, starts[first], ends[index]))
+            continue
+        glued = _GLUED_Y_RE.fullmatch(word)
+        if glued and index + 1 < len(texts) and texts[index + 1] == "o":
+            first, years = _range_start(words, index, int(glued.group(1)))
+            ages.append(Age(years, starts[first], ends[index + 1]))
             continue
         value = _number(word)
         if value is None:
