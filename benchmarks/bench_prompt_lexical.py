@@ -29,6 +29,7 @@ EVAL_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "eval"
 PROFILES = ("public", "classroom", "adult")
 MEGABYTE = 1 << 20
 REPEATS = 3
+CALIBRATION_LOOP = 10_000_000
 CHINESE = "今天天气很好，我们在公园里散步，看到湖上有几只白鹅。"
 
 
@@ -72,6 +73,10 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.process_time()
+    sum(1 for _ in range(CALIBRATION_LOOP))
+    print(f"Machine speed: a {CALIBRATION_LOOP:,}-step Python loop took {time.process_time() - start:.2f} s "
+          "CPU (roughly 0.3-0.5 s on an idle recent x86 core: scale the figures below by the ratio)")
+    start = time.process_time()
     lexicon = Lexicon.default()
     print(f"Lexicon.default() built in {1000 * (time.process_time() - start):.1f} ms")
     sets = {p.stem: read_set(p) for p in sorted(args.eval.glob("*.jsonl"))}
@@ -105,7 +110,7 @@ def main() -> None:
         print(f"{name:<24}{seconds:>9.3f}{hits:>8}")
 
     print("\n## Flagged rates, lexical stage alone (flagged = any non-allow)")
-    print(f"{'set':<16}" + "".join(f"{p[:5] + ' flag':>12}{p[:5] + ' block':>12}" for p in PROFILES))
+    print(f"{'set':<16}" + "".join(f"{p + ' flag':>16}{p + ' block':>16}" for p in PROFILES))
     for name, items in sets.items():
         row = f"{name:<16}"
         for profile in PROFILES:
@@ -113,7 +118,7 @@ def main() -> None:
             verdicts = [decide("prompt", lexicon.prompt_findings(p, n, policy), policy) for p, n in items]
             flagged = sum(v.action is not Action.ALLOW for v in verdicts)
             blocked = sum(v.blocked for v in verdicts)
-            row += f"{100 * flagged / len(items):>11.2f}%{100 * blocked / len(items):>11.2f}%"
+            row += f"{100 * flagged / len(items):>15.2f}%{100 * blocked / len(items):>15.2f}%"
             if profile == "public" and name == args.show_hits:
                 codes = Counter(c for v in verdicts for c in v.codes)
                 print(f"  {name}: {dict(codes)}")

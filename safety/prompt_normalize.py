@@ -119,36 +119,35 @@ class Folded:
     Args:
         text (`str`): the folded text.
         original (`str`): what the user wrote.
-        starts, ends (`list[int]`, *optional*): per folded character, the original character range
-            it came from; ``None`` when folding kept every position.
+        is_aligned (`bool`): folded position i is original position i (nothing was dropped or
+            expanded); otherwise the map is built on the first `span()` call, so texts without
+            hits never pay for it.
     """
 
-    __slots__ = ("text", "original", "_starts", "_ends")
+    __slots__ = ("text", "original", "is_aligned", "_starts")
 
-    def __init__(self, text: str, original: str, starts: list[int] | None = None,
-                 ends: list[int] | None = None) -> None:
+    def __init__(self, text: str, original: str, is_aligned: bool) -> None:
         self.text = text
         self.original = original
-        self._starts = starts
-        self._ends = ends
-
-    @property
-    def is_aligned(self) -> bool:
-        """True when folded position i is original position i."""
-        return self._starts is None
+        self.is_aligned = is_aligned
+        self._starts: list[int] | None = None
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of the folded span ``[start, end)`` (dropped characters inside count)."""
-        if self._starts is None or self._ends is None:
+        if self.is_aligned:
             return (start, end)
+        if self._starts is None:
+            # Per folded character, the original index it came from (C-level iteration only).
+            widths = map(len, map(_TABLE.__getitem__, map(ord, self.original)))
+            self._starts = list(chain.from_iterable(map(repeat, range(len(self.original)), widths)))
         if end <= start:
             position = self._starts[start] if start < len(self._starts) else len(self.original)
             return (position, position)
-        return (self._starts[start], self._ends[end - 1])
+        return (self._starts[start], self._starts[end - 1] + 1)
 
 
 def fold(text: str) -> Folded:
-    """Fold `text` for matching, keeping the map to original positions.
+    """Fold `text` for matching, keeping the way back to original positions.
 
     Args:
         text (`str`): any text.
@@ -162,14 +161,9 @@ def fold(text: str) -> Folded:
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
     if text.isascii():
-        return Folded(text.lower(), text)
+        return Folded(text.lower(), text, True)
     folded = text.translate(_TABLE)
-    if _TABLE.non_unit.isdisjoint(text):
-        return Folded(folded, text)
-    # Per folded character, the original index it came from; built with C-level iteration only.
-    widths = map(len, map(_TABLE.__getitem__, map(ord, text)))
-    starts = list(chain.from_iterable(map(repeat, range(len(text)), widths)))
-    return Folded(folded, text, starts, list(map((1).__add__, starts)))
+    return Folded(folded, text, _TABLE.non_unit.isdisjoint(text))
 
 
 def fold_term(term: str) -> str:
