@@ -8,7 +8,6 @@ The combinations (minor ∧ sexual → minor_sexual, real person ∧ sexual → 
 applied afterwards by `verdict.decide`, once over every stage's findings.
 
 Example:
-    >>> from sdguard import load_policy
     >>> lex = Lexicon.default()
     >>> [(h.category, h.term, h.span) for h in lex.scan("(n.u.d.e:1.3), <lora:loli_v2:0.8>")]
     [('sexual', 'nude', (1, 8)), ('minor', 'loli', (21, 25))]
@@ -93,7 +92,9 @@ class Lexicon:
         if cls._default is None:
             with cls._default_lock:
                 if cls._default is None:
-                    cls._default = cls(TermIndex(bundled_entries()))
+                    entries = bundled_entries()
+                    cls._default = cls(TermIndex(entries))
+                    logger.debug("lexicon: %d bundled entries compiled", len(entries))
         return cls._default
 
     @classmethod
@@ -121,12 +122,11 @@ class Lexicon:
             ['real_person', 'sexual']
         """
         entries = bundled_entries()
-        lists: dict[str, TermSource] = dict(extra_terms or {})
-        for category, source in (("real_person", real_persons), ("ip_character", ip_characters)):
+        lists = [("real_person", real_persons), ("ip_character", ip_characters), *(extra_terms or {}).items()]
+        for category, source in lists:
             if source is not None:
                 entries.extend((category, term) for term in _read_source(source))
-        for category, source in lists.items():
-            entries.extend((category, term) for term in _read_source(source))
+        logger.debug("lexicon: %d entries compiled (bundled and host lists)", len(entries))
         return cls(TermIndex(entries))
 
     def scan(self, text: str, field: str = "prompt") -> list[TermHit]:

@@ -4,8 +4,7 @@ Latin entries are matched word by word: every word of the prompt is mapped to a 
 (exactly, as a plural, with digit/symbol substitutions undone, or with stretched letters
 collapsed), then multi-word entries are looked up by their first word. CJK entries are matched
 as substrings with a trie walked from candidate positions, because Chinese and Japanese have no
-spaces. Both
-are linear in the prompt length; nothing here uses a backtracking regular expression.
+spaces. Both are linear in the prompt length; nothing here uses a backtracking regular expression.
 
 The engine knows nothing about prompts or policies: `prompt_lexical.Lexicon` builds one from the
 bundled lists and host lists, and other stages (LoRA metadata) can reuse it.
@@ -103,14 +102,14 @@ class TermTrie:
     def __bool__(self) -> bool:
         return self._starts is not None or self._singles is not None
 
-    def find(self, text: str, offset: int = 0) -> Iterator[tuple[int, int, Entry]]:
-        """Yield ``(start, end, value)`` for every occurrence, positions shifted by `offset`."""
+    def find(self, text: str) -> Iterator[tuple[int, int, Entry]]:
+        """Yield ``(start, end, value)`` for every occurrence (overlapping ones included)."""
         root, longest = self._root, self._longest
         if self._singles is not None:
             for match in self._singles.finditer(text):
                 start = match.start()
                 for value in root[text[start]][_END]:
-                    yield offset + start, offset + start + 1, value
+                    yield start, start + 1, value
         if self._starts is None:
             return
         for match in self._starts.finditer(text):
@@ -121,7 +120,7 @@ class TermTrie:
                 if node is None:
                     break
                 for value in node.get(_END, ()):
-                    yield offset + start, offset + end, value
+                    yield start, end, value
 
 
 class TermIndex:
@@ -138,19 +137,21 @@ class TermIndex:
         self._phrases: dict[str, list[tuple[tuple[str, ...], Entry]]] = {}
         self._prefixes: dict[str, list[Entry]] = {}
         cjk: list[tuple[str, Entry]] = []
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[str, str, bool]] = set()
         for category, term in entries:
             if category not in CATEGORIES and category != EXCEPTION:
                 raise ValueError(f"unknown term category {category!r} (known: {', '.join(CATEGORIES)}, "
                                  f"{EXCEPTION})")
+            term = term.strip()
+            is_prefix = term.endswith("*")
             key = fold_term(term.rstrip("*"))
-            if not key or (category, key + "*" * term.endswith("*")) in seen:
+            if not key or (category, key, is_prefix) in seen:
                 continue
-            seen.add((category, key + "*" * term.endswith("*")))
-            entry = Entry(category, term.strip().rstrip("*"))
+            seen.add((category, key, is_prefix))
+            entry = Entry(category, term.rstrip("*"))
             if _CJK_RE.search(key):
                 cjk.extend((variant, entry) for variant in _cjk_variants(key))
-            elif term.endswith("*"):
+            elif is_prefix:
                 self._add_prefix(key, entry)
             else:
                 self._add_phrase(key, entry)
