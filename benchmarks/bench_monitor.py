@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--fake-classifier", action="store_true", help="time decoding alone")
     parser.add_argument("--classifier-ms", type=float,
                         help="also estimate with this classifier time (e.g. a desktop CPU or onnxruntime-gpu)")
+    parser.add_argument("--decode-ms", type=float,
+                        help="also estimate with this decode time (e.g. a GPU's, when run on a CPU)")
     parser.add_argument("--no-simulation", action="store_true", help="skip the simulated 20-step runs")
     args = parser.parse_args()
 
@@ -111,9 +113,11 @@ def main() -> None:
     print(f"\nDefault schedule: {checks} checks in {STEPS} steps (steps {list(scheduled)}); "
           f"overhead of a 20-step SD1.5 512² run, target ≤ {OVERHEAD_TARGET:.0%}")
     estimates = [("measured costs", decode_ms, classify_ms)]
-    if args.classifier_ms is not None:
-        estimates.append((f"classifier {args.classifier_ms:g} ms (assumed)", decode_ms, args.classifier_ms))
-    print(f"{'per-step time':<28} {'costs':<30} {'sync est.':>9} {'bg est.':>8} {'sync sim.':>9} {'bg sim.':>8}")
+    if args.classifier_ms is not None or args.decode_ms is not None:
+        dec = decode_ms if args.decode_ms is None else args.decode_ms
+        cls = classify_ms if args.classifier_ms is None else args.classifier_ms
+        estimates.append((f"decode {dec:g} + classify {cls:g} ms (assumed)", dec, cls))
+    print(f"{'per-step time':<28} {'costs':<34} {'sync est.':>9} {'bg est.':>8} {'sync sim.':>9} {'bg sim.':>8}")
     for label, step_ms in ASSUMED_STEP_MS.items():
         simulated = None
         if not args.no_simulation:
@@ -125,7 +129,7 @@ def main() -> None:
             # one (the final step's) is waited for, if the worker keeps up between checks.
             background = (checks * dec + cls) / (STEPS * step_ms)
             sims = f"{simulated[0]:>9.1%} {simulated[1]:>8.1%}" if simulated and costs == "measured costs" else ""
-            print(f"{label:<28} {costs:<30} {sync:>9.1%} {background:>8.1%} {sims}")
+            print(f"{label:<28} {costs:<34} {sync:>9.1%} {background:>8.1%} {sims}")
     print("\nest. = from the costs above; sim. = wall time of a 20-step run that sleeps per step (a GPU "
           "leaves the CPU free) with the monitor vs without; bg = [monitor] background = true.")
 
