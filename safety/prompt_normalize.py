@@ -5,8 +5,9 @@ time (so it is linear and keeps a map back to the original): zero-width/format c
 combining marks are dropped, NFKC turns full-width, mathematical and circled letters into plain
 ones, case and accents go, look-alike letters from Cyrillic/Greek become Latin, and traditional
 Chinese becomes simplified. `Words` splits folded text into Latin words and glues letters that
-were spaced out or split by punctuation ("n u d e", "n.u.d.e", "nu.de") back together. `deleet()` and
-`collapse()` undo digit/symbol substitutions ("s3x", "n00d") and repeated letters ("nuuuude").
+were spaced out or split by punctuation ("n u d e", "n.u.d.e", "nu.de") back together.
+`deleet()` and `collapse()` undo digit/symbol substitutions ("s3x", "n00d") and repeated letters
+("nuuuude").
 
 Example:
     >>> f = fold("ｎ\u200bＵＤé")

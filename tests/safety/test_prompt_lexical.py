@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sdguard.prompt_guard import check_prompt
 from sdguard.prompt_lexical import Lexicon, TermHit
@@ -386,9 +388,6 @@ def test_benign_sets_blocked_at_most_one_percent_under_public(lexical_policy, le
 
 
 # --- properties -------------------------------------------------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 INVISIBLE = st.sampled_from(["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u0301", "\u0336"])
 
