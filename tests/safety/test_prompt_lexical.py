@@ -253,7 +253,15 @@ ORDINARY = [
     "一个女孩子在读书", "赤裸裸的谎言", "图中出现一只猫", "裸露的岩石",
     "高潮迭起的故事",
     "ice age landscape", "the age of 30", "8k uhd, (masterpiece:1.2), best quality",
+    "magna cum laude", "Al Gore giving a speech", "gore-tex jacket", "a murder of crows",
+    "kinky curly hair", "pirate booty", "strap on a helmet", "the naked truth", "corpse bride",
+    "做爱心蛋糕", "露点温度", "彩色图片", "独领风骚", "杀人鲸", "血腥玛丽鸡尾酒", "金黄图案",
 ]
+
+
+def test_short_cjk_term_inside_a_longer_word_is_not_a_cue(lexical_policy):
+    # 真正太性感了 ("truly too sexy") contains 正太 (shota); it must not become minor_sexual.
+    assert not check_prompt("真正太性感了", policy=lexical_policy("adult")).blocked
 
 
 @pytest.mark.parametrize("text", ORDINARY)
