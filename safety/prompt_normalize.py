@@ -37,8 +37,12 @@ _LEET_L = str.maketrans("0134578@$", "oleastbas")
 _LEET_CHARS = frozenset("0134578@$")
 # Spaced-out letters: at most this many separator characters between two single letters.
 _MAX_SPACED_GAP = 3
-# Fewer single letters in a row than this are ordinary text ("a b", "12 y o").
+# Prompt syntax between two single letters ends a spaced-out run ("(n.u.d.e:1.3)").
+_RUN_BREAKS = frozenset(":()[]{}<>|\n")
+# Fewer single letters in a row than this are ordinary text ("a b", "12 y o") ...
 MIN_SPACED_RUN = 3
+# ... and a run needs at least this many letters ("s 3 x" is a word; "1 2 3" is not).
+_MIN_SPACED_LETTERS = 2
 # A word split by punctuation ("nu.de", "n-ude") is rejoined across exactly one of these.
 _JOINERS = frozenset(".-_*'~·|/+")  # single characters, compared with whole gaps
 
@@ -233,10 +237,10 @@ class Words:
         return len(self.texts)
 
     def spaced_runs(self) -> list[Word]:
-        """Runs of single letters ("n u d e", "n.u.d.e", "s 3 x") glued into one word each.
+        """Runs of single letters ("n u d e", "n.u-d.e", "s 3 x") glued into one word each.
 
-        A run keeps one separator throughout, so "(n.u.d.e:1.3)" gives "nude" and not "nude13";
-        it needs `MIN_SPACED_RUN` letters, so "12 y o" and "a b" stay ordinary text.
+        Prompt syntax ends a run (":" "(" "[" "<" ...), so "(n.u.d.e:1.3)" gives "nude" and not
+        "nude13"; a run needs `MIN_SPACED_RUN` characters, so "12 y o" and "a b" stay ordinary text.
         """
         texts, gaps = self.texts, self.gaps
         lengths = list(map(len, texts))
@@ -244,12 +248,8 @@ class Words:
             return []
         out: list[Word] = []
         run: list[int] = []
-        separator = ""
         for index in compress(range(len(texts)), map((1).__eq__, lengths)):
-            gap = gaps[index]
-            # One separator throughout a run (checked once, when the run's second letter comes).
-            if run and run[-1] == index - 1 and (gap == separator or (len(run) == 1 and _is_spacing(gap))):
-                separator = gap
+            if run and run[-1] == index - 1 and _is_spacing(gaps[index]):
                 run.append(index)
                 continue
             if len(run) >= MIN_SPACED_RUN:
@@ -261,7 +261,7 @@ class Words:
 
     def _glue(self, run: list[int], out: list[Word]) -> None:
         letters = "".join([self.texts[i] for i in run])
-        if letters.isalpha() or sum(map(str.isalpha, letters)) >= MIN_SPACED_RUN:
+        if letters.isalpha() or sum(map(str.isalpha, letters)) >= _MIN_SPACED_LETTERS:
             out.append(Word(letters, self.starts[run[0]], self.ends[run[-1]],
                             tuple(self.starts[i] for i in run)))
 
@@ -275,4 +275,4 @@ class Words:
 
 
 def _is_spacing(gap: str) -> bool:
-    return 0 < len(gap) <= _MAX_SPACED_GAP and not any(c.isalnum() for c in gap)
+    return 0 < len(gap) <= _MAX_SPACED_GAP and not any(c.isalnum() or c in _RUN_BREAKS for c in gap)
