@@ -44,7 +44,10 @@ MIN_SPACED_RUN = 3
 # ... and a run needs at least this many letters ("s 3 x" is a word; "1 2 3" is not).
 _MIN_SPACED_LETTERS = 2
 # A word split by punctuation ("nu.de", "n-ude") is rejoined across exactly one of these.
-_JOINERS = frozenset(".-_*'~·|/+")  # single characters, compared with whole gaps
+_JOINERS = frozenset(".-_*'~·|/+#")  # single characters, compared with whole gaps
+# Joiners that usually hide a letter ("n*de"), and the letters they usually hide.
+_MASKS = frozenset("*#")
+_MASKED_LETTERS = "aeiou"
 
 
 def _read_pairs(name: str) -> dict[str, str]:
@@ -266,12 +269,23 @@ class Words:
                             tuple(self.starts[i] for i in run)))
 
     def joined_pairs(self) -> list[Word]:
-        """Words split by one punctuation mark ("nu.de", "n-ude", "por_n"), rejoined pairwise."""
+        """Words split by one punctuation mark ("nu.de", "n-ude", "por_n"), rejoined pairwise.
+
+        A mask character stands for a hidden letter ("n*de", "p*rn"): those pairs are also
+        rejoined with each vowel in its place.
+        """
         texts, gaps = self.texts, self.gaps
         if _JOINERS.isdisjoint(gaps):
             return []
-        return [Word(texts[i - 1] + texts[i], self.starts[i - 1], self.ends[i])
-                for i in compress(range(len(gaps)), map(_JOINERS.__contains__, gaps)) if i > 0]
+        out = []
+        for i in compress(range(len(gaps)), map(_JOINERS.__contains__, gaps)):
+            if i == 0:
+                continue
+            left, right, start, end = texts[i - 1], texts[i], self.starts[i - 1], self.ends[i]
+            out.append(Word(left + right, start, end))
+            if gaps[i] in _MASKS:
+                out.extend(Word(left + vowel + right, start, end) for vowel in _MASKED_LETTERS)
+        return out
 
 
 def _is_spacing(gap: str) -> bool:

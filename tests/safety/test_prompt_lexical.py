@@ -204,10 +204,13 @@ OBFUSCATED = [
     ("(n.u.d.e:1.3)", "nude", (1, 8)),
     ("nu.de", "nude", (0, 5)),
     ("nu-de", "nude", (0, 5)),
+    ("n*de", "nude", (0, 4)),
+    ("p*rn", "porn", (0, 4)),
     ("nuuuude", "nude", (0, 7)),
     ("naaaked", "naked", (0, 7)),
     ("NSFWArt", "nsfw", (0, 4)),
     ("pornographic", "porn", (0, 12)),
+    ("p#rnographic", "porn", (0, 12)),
     ("NUDES", "nudes", (0, 5)),
 ]
 
