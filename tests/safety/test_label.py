@@ -1,0 +1,227 @@
+"""Implicit label (GB 45438 XMP TC260:AIGC), container I/O, visible label, and the provenance pipeline."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from sdguard import label as lab
+from sdguard import label_containers as lc
+from sdguard import label_visible as vis
+from sdguard import provenance as prov
+from sdguard import watermark as wm
+
+HOST_TEXT = {"prompt": json.dumps({"3": {"class_type": "KSampler"}}), "workflow": json.dumps({"nodes": []}),
+             "parameters": "a cat\nNegative prompt: dog\nSteps: 20, Sampler: Euler a, Seed: 1"}
+RECORD = lab.AigcRecord(ContentProducer="001191110108MA01KP2T5U00000", ProduceID="run-42")
+
+
+def pixels(h: int = 300, w: int = 400, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 127 // (h + w) + 60], -1)
+    return np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def host_png(a: np.ndarray | None = None) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for k, v in HOST_TEXT.items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    Image.fromarray(pixels() if a is None else a).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def encoded(fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels()).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def text_chunks(data: bytes) -> list[bytes]:
+    return [c.data for c in lc.png_chunks(data) if c.kind == b"tEXt"]
+
+
+def test_png_label_round_trip_keeps_host_metadata_byte_for_byte():
+    original = host_png()
+    out = lab.write_label(original, RECORD)
+    assert text_chunks(out) == text_chunks(original)
+    assert np.array_equal(decoded(out), decoded(original))
+    report = lab.read_label(out)
+    assert report.count == 1 and report.location == "xmp" and report.integrity == "ok"
+    assert report.record["ContentProducer"] == RECORD.ContentProducer and report.record["Label"] == "1"
+    assert report.record["ReservedCode1"].startswith("sha256:")
+    xmp = Image.open(io.BytesIO(out)).text["XML:com.adobe.xmp"]
+    assert lab.TC260_NS in xmp and lab.TRAINED_ALGORITHMIC_MEDIA in xmp
+
+
+def test_relabelling_replaces_instead_of_duplicating():
+    first = lab.write_label(host_png(), RECORD)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("AIGC", json.dumps({"AIGC": {"Label": "1", "ContentProducer": "doubao"}}))
+    im = Image.open(io.BytesIO(first))
+    buf = io.BytesIO()
+    for k, v in im.text.items():
+        info.add_itxt(k, v) if k.startswith("XML") else info.add_text(k, v)
+    im.save(buf, "PNG", pnginfo=info)
+    assert lab.read_label(buf.getvalue()).count == 2  # xmp + the wrapped tEXt form, both found
+    again = lab.write_label(buf.getvalue(), lab.AigcRecord(ContentProducer="second", ProduceID="x"))
+    report = lab.read_label(again)
+    assert report.count == 1 and report.record["ContentProducer"] == "second"
+    assert Image.open(io.BytesIO(again)).text["XML:com.adobe.xmp"].count("TC260:AIGC=") == 1
+
+
+@pytest.mark.parametrize("fmt,kw", [("JPEG", {"quality": 90}), ("WEBP", {"quality": 80}),
+                                    ("WEBP", {"lossless": True})])
+def test_jpeg_and_webp_labels_round_trip(fmt, kw):
+    exif = Image.Exif()
+    exif[0x010E] = "host description"
+    original = encoded(fmt, exif=exif.tobytes(), **kw)
+    out = lab.write_label(lab.write_label(original, RECORD), RECORD)
+    report = lab.read_label(out)
+    assert report.count == 1 and report.integrity == "ok"
+    assert np.array_equal(decoded(out), decoded(original))
+    assert Image.open(io.BytesIO(out)).getexif()[0x010E] == "host description"
+
+
+def test_simple_webp_becomes_extended_with_xmp_flag():
+    original = encoded("WEBP", quality=80)
+    assert lc.webp_chunks(original)[0].kind == b"VP8 "
+    chunks = lc.webp_chunks(lab.write_label(original, RECORD))
+    assert chunks[0].kind == b"VP8X" and chunks[0].data[0] & 0x04
+    assert struct.unpack("<I", chunks[0].data[4:7] + b"\x00")[0] + 1 == 400
+
+
+def test_foreign_xmp_properties_are_kept():
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Krita"/>'
+              '</rdf:RDF></x:xmpmeta>')
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", packet)
+    buf = io.BytesIO()
+    Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
+    xmp = Image.open(io.BytesIO(lab.write_label(buf.getvalue(), RECORD))).text["XML:com.adobe.xmp"]
+    assert 'xmp:CreatorTool="Krita"' in xmp and "TC260:AIGC" in xmp
+
+
+def test_changed_pixels_fail_the_integrity_check():
+    labelled = lab.write_label(host_png(), RECORD)
+    tampered = prov.reencode(labelled, "png", 255 - decoded(labelled), None)
+    assert "XML:com.adobe.xmp" in Image.open(io.BytesIO(tampered)).text
+    assert lab.read_label(tampered).integrity == "mismatch"
+
+
+def test_unlabelled_file_and_wrapped_json():
+    assert lab.read_label(host_png()).integrity == "absent"
+    wrapped = json.dumps({"AIGC": {"Label": "2", "ProduceID": "p"}})
+    assert lab.AigcRecord.from_json(wrapped) == lab.AigcRecord(Label="2", ProduceID="p")
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda d: d[:-20],                                  # truncated PNG
+    lambda d: d[:40] + bytes([d[40] ^ 0xFF]) + d[41:],  # bad CRC
+    lambda d: b"GIF89a" + d[6:],                        # not a supported format
+])
+def test_malformed_files_raise(mangle):
+    with pytest.raises(lc.MalformedImage):
+        lab.write_label(mangle(host_png()), RECORD)
+
+
+def test_truncated_jpeg_raises():
+    with pytest.raises(lc.MalformedImage):
+        lc.jpeg_segments(encoded("JPEG")[:200])
+
+
+# --- visible label --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(512, 512), (768, 1344), (1024, 600)])
+@pytest.mark.parametrize("text", vis.TEXTS)
+def test_visible_label_text_height_at_least_5_percent(shape, text):
+    out = vis.draw_label(np.full((*shape, 3), 255, np.uint8), text, "top-left")
+    white_on_box = (out.min(axis=2) > 200) & (np.arange(shape[1])[None, :] < shape[1] // 2)
+    box = out.max(axis=2) < 150
+    rows = np.where(box.any(axis=1))[0]
+    glyph_rows = np.where((white_on_box[rows[0]:rows[-1] + 1] & ~box[rows[0]:rows[-1] + 1]).any(axis=1))[0]
+    assert glyph_rows[-1] - glyph_rows[0] + 1 >= vis.MIN_HEIGHT_FRACTION * min(shape)
+
+
+@pytest.mark.parametrize("background", [0, 255])
+def test_visible_label_contrasts_on_dark_and_light(background):
+    out = vis.draw_label(np.full((400, 400, 3), background, np.uint8), "AI生成", "bottom-right")
+    corner = out[300:, 200:].astype(int)
+    assert corner.max() - corner.min() > 150  # white text against a dark box or dark background
+    assert np.array_equal(out[:200, :200], np.full((200, 200, 3), background))
+
+
+def test_bundled_font_renders_distinct_cjk_glyphs():
+    from PIL import ImageDraw
+
+    def glyph(ch: str) -> np.ndarray:
+        im = Image.new("L", (64, 64))
+        ImageDraw.Draw(im).text((4, 4), ch, font=vis._font(48), fill=255)
+        return np.asarray(im) > 127
+
+    sheng, cheng, missing = glyph("生"), glyph("成"), glyph("字")  # 字 is not in the subset
+    assert sheng.sum() > 100 and cheng.sum() > 100
+    assert not np.array_equal(sheng, cheng)
+    assert not np.array_equal(sheng, missing) and not np.array_equal(cheng, missing)
+    assert (vis.FONT_PATH.parent / "OFL.txt").is_file()
+
+
+def test_visible_label_rejects_unknown_text_and_corner():
+    with pytest.raises(ValueError):
+        vis.draw_label(pixels(), "AI 作品")
+    with pytest.raises(ValueError):
+        vis.draw_label(pixels(), corner="middle")
+
+
+# --- pipeline -----------------------------------------------------------------------------------
+
+def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path):
+    original = host_png(pixels(512, 512, seed=3))
+    options = prov.ProvenanceOptions(visible=True, producer="acme", content_id="run-7", c2pa=True,
+                                     c2pa_identity=tmp_path / "id")
+    out = prov.apply(original, options)
+    assert text_chunks(out) == text_chunks(original)
+    assert lab.read_label(out).integrity == "ok"
+    assert wm.detect(decoded(out)).payload == prov.payload_for("run-7").hex()
+    c2pa_sign = pytest.importorskip("sdguard.c2pa_sign")
+    summary = c2pa_sign.summarize(out, "png")
+    assert summary["actions"][0] == {"action": "c2pa.created",
+                                     "digitalSourceType": c2pa_sign.TRAINED_ALGORITHMIC_MEDIA}
+    assert summary["validation_errors"] == ["signingCredential.untrusted"]  # self-signed, nothing else wrong
+    assert (tmp_path / "id" / "c2pa-key.pem").stat().st_mode & 0o077 == 0
+
+
+def test_signing_then_editing_breaks_c2pa(tmp_path):
+    pytest.importorskip("c2pa")
+    from sdguard import c2pa_sign
+
+    chain, key = c2pa_sign.load_or_create_identity(tmp_path)
+    signed = c2pa_sign.sign(lab.write_label(host_png(), RECORD), "png", chain, key)
+    edited = lab.write_label(signed, lab.AigcRecord(ProduceID="later"))
+    assert "signingCredential.untrusted" in c2pa_sign.summarize(signed, "png")["validation_errors"]
+    assert any("mismatch" in code for code in c2pa_sign.summarize(edited, "png")["validation_errors"])
+
+
+def test_pipeline_keeps_alpha_and_jpeg_exif():
+    rgba = np.dstack([pixels(), np.full((300, 400), 200, np.uint8)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="a"))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(out)))[:, :, 3], rgba[:, :, 3])
+    exif = Image.Exif()
+    exif[0x010E] = "kept"
+    jpeg = encoded("JPEG", exif=exif.tobytes())
+    out = prov.apply(jpeg, prov.ProvenanceOptions(content_id="b"))
+    assert Image.open(io.BytesIO(out)).getexif()[0x010E] == "kept"
+    assert lab.read_label(out).integrity == "ok"

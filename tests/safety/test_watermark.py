@@ -1,0 +1,128 @@
+"""sdguard's invisible watermark: round trip, attacks, unmarked images, ECC/CRC, input checks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sdguard import watermark as wm
+from sdguard import watermark_ecc as ecc
+
+PAYLOAD = bytes.fromhex("b3ec907bb19e")
+
+
+def scene(seed: int, h: int, w: int) -> np.ndarray:
+    """A small natural-ish test image: gradient, smooth texture, a few shapes, mild noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = rng.uniform(60, 190, 3) + rng.uniform(-60, 60, 3) * (xx + yy)[..., None]
+    f2 = np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2
+    tex = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(h, w))) / np.maximum(f2, 1e-6) ** 0.9))
+    img += (tex / tex.std() * 20)[..., None]
+    for _ in range(4):
+        y0, x0 = int(rng.integers(0, h - 40)), int(rng.integers(0, w - 40))
+        img[y0:y0 + int(rng.integers(20, h // 3)), x0:x0 + int(rng.integers(20, w // 3))] = rng.uniform(0, 255, 3)
+    img += rng.normal(0, 2, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def recode(a: np.ndarray, fmt: str, **kw: object) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, fmt, **kw)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def marked_1024() -> tuple[np.ndarray, np.ndarray]:
+    original = scene(1, 1024, 1024)
+    return original, wm.embed(original, PAYLOAD)
+
+
+def test_round_trip_reports_payload_and_confidence(marked_1024):
+    _, marked = marked_1024
+    result = wm.detect(marked)
+    assert result.detected and result.payload == PAYLOAD.hex()
+    assert result.confidence > 0.9
+    assert result.to_dict()["scheme"] == wm.SCHEME
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (512, 768), (832, 1216)])
+def test_round_trip_at_other_sizes(shape):
+    marked = wm.embed(scene(2, *shape), PAYLOAD)
+    assert wm.detect(marked).payload == PAYLOAD.hex()
+
+
+def test_quality_targets_at_1024(marked_1024):
+    original, marked = marked_1024
+    mse = np.mean((original.astype(np.float64) - marked) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) >= 40.0
+    metrics = pytest.importorskip("skimage.metrics")
+    assert metrics.structural_similarity(original, marked, channel_axis=2, data_range=255) >= 0.98
+
+
+@pytest.mark.parametrize("attack", ["jpeg70", "resize0.5", "crop80", "brightness+20", "contrast-20", "webp"])
+def test_survives_required_attacks(marked_1024, attack):
+    _, m = marked_1024
+    h, w = m.shape[:2]
+    attacked = {
+        "jpeg70": lambda: recode(m, "JPEG", quality=70),
+        "resize0.5": lambda: np.asarray(Image.fromarray(m).resize((w // 2, h // 2), Image.BICUBIC)),
+        "crop80": lambda: m[37:37 + int(h * 0.894), 61:61 + int(w * 0.894)],
+        "brightness+20": lambda: np.clip(m * 1.2, 0, 255).astype(np.uint8),
+        "contrast-20": lambda: np.clip((m - m.mean()) * 0.8 + m.mean(), 0, 255).astype(np.uint8),
+        "webp": lambda: recode(m, "WEBP", quality=80),
+    }[attack]()
+    assert wm.detect(attacked).payload == PAYLOAD.hex()
+
+
+def test_unmarked_images_and_crops_are_not_marked():
+    for seed in range(6):
+        image = scene(100 + seed, 512, 640)
+        for candidate in (image, image[50:400, 30:500], np.full((300, 300, 3), 128, np.uint8)):
+            result = wm.detect(candidate)
+            assert not result.detected and result.payload is None and result.confidence == 0.0
+
+
+def test_other_key_does_not_read_the_mark(marked_1024):
+    _, marked = marked_1024
+    assert not wm.detect(marked, key="someone-else").detected
+
+
+def test_tiny_images_are_simply_not_marked():
+    assert not wm.detect(np.zeros((40, 60, 3), np.uint8)).detected
+
+
+def test_embed_rejects_small_or_malformed_input():
+    with pytest.raises(ValueError, match="at least 256"):
+        wm.embed(np.zeros((200, 400, 3), np.uint8), PAYLOAD)
+    with pytest.raises(ValueError, match="uint8"):
+        wm.embed(np.zeros((300, 300, 3), np.float32), PAYLOAD)
+    with pytest.raises(ValueError, match="6 bytes"):
+        wm.embed(np.zeros((300, 300, 3), np.uint8), b"abc")
+
+
+@pytest.mark.parametrize("text,expected", [("0xB3EC907BB19E", "b3ec907bb19e"), ("1", "000000000001")])
+def test_parse_payload(text, expected):
+    assert wm.parse_payload(text).hex() == expected
+
+
+@pytest.mark.parametrize("text", ["", "xyz", "1234567890abc"])
+def test_parse_payload_rejects_bad_hex(text):
+    with pytest.raises(ValueError):
+        wm.parse_payload(text)
+
+
+def test_viterbi_corrects_errors_and_crc_rejects_garbage():
+    rng = np.random.default_rng(3)
+    code = ecc.encode(ecc.message_bits(PAYLOAD, b"k"))
+    assert len(code) == ecc.CODED_BITS
+    soft = 2.0 * code - 1.0
+    flipped = soft.copy()
+    flipped[rng.choice(len(code), 20, replace=False)] *= -1  # ~8 % hard errors
+    assert ecc.check_message(ecc.viterbi(flipped), b"k") == PAYLOAD
+    assert ecc.check_message(ecc.viterbi(soft), b"other-key") is None
+    garbage = [ecc.check_message(ecc.viterbi(rng.normal(size=len(code))), b"k") for _ in range(50)]
+    assert garbage == [None] * 50
