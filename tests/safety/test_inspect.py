@@ -1,0 +1,116 @@
+"""Inspector and the provenance CLI (`watermark embed|detect`, `label`, `inspect`)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from sdguard.cli import main
+from sdguard.inspect import SDXL_BITS, inspect_bytes
+from sdguard.provenance import ProvenanceOptions, apply
+
+
+def image(h: int = 512, w: int = 512, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 200 // w + 30, yy * 200 // h + 30, np.full((h, w), 120)], -1).astype(float)
+    return np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def png_bytes(a: np.ndarray, **text: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(k, v)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def plain_png(tmp_path):
+    path = tmp_path / "plain.png"
+    path.write_bytes(png_bytes(image(), parameters="a cat\nSteps: 20"))
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect_reports_every_layer(tmp_path):
+    data = apply(png_bytes(image(), prompt="{}", workflow="{}"),
+                 ProvenanceOptions(producer="acme", content_id="c1", c2pa=True, c2pa_identity=tmp_path))
+    report = inspect_bytes(data, legacy=False)
+    assert report["implicit_label"]["integrity"] == "ok"
+    assert report["watermark"]["detected"] and report["watermark"]["matches_label"]
+    assert report["host_metadata"] == {"prompt": 2, "workflow": 2}
+    assert report["evidence"] == ["implicit_label", "c2pa", "watermark", "host_metadata"]
+    assert report["c2pa"]["actions"][0]["action"] == "c2pa.created"
+
+
+def test_inspect_plain_image_has_no_evidence():
+    report = inspect_bytes(png_bytes(image()), legacy=False)
+    assert report["evidence"] == [] and report["c2pa"] is None
+    assert report["implicit_label"]["record"] is None and not report["watermark"]["detected"]
+
+
+def test_inspect_reads_legacy_sdxl_mark_as_weak_evidence():
+    imwatermark = pytest.importorskip("imwatermark")
+    encoder = imwatermark.WatermarkEncoder()
+    encoder.set_watermark("bits", [int(b) for b in format(SDXL_BITS, "048b")])
+    rgb = image(512, 512, seed=4)
+    marked = np.ascontiguousarray(encoder.encode(rgb[:, :, ::-1].copy(), "dwtDct")[:, :, ::-1])
+    legacy = inspect_bytes(png_bytes(marked))["legacy_watermarks"]
+    assert legacy["strength"] == "weak" and legacy["sdxl"]["found"]
+    assert not inspect_bytes(png_bytes(rgb))["legacy_watermarks"]["sdxl"]["found"]
+
+
+def test_cli_watermark_embed_then_detect(tmp_path, plain_png, capsys):
+    out = tmp_path / "marked.png"
+    code, stdout, _ = run(capsys, "watermark", "embed", str(plain_png), str(out), "--payload", "0123456789ab")
+    assert code == 0 and "0123456789ab" in stdout
+    assert Image.open(out).text["parameters"] == "a cat\nSteps: 20"
+    code, stdout, _ = run(capsys, "watermark", "detect", str(out), "--json")
+    assert code == 0
+    assert json.loads(stdout) == {"path": str(out), "detected": True, "payload": "0123456789ab",
+                                  "confidence": json.loads(stdout)["confidence"]}
+    assert json.loads(stdout)["confidence"] > 0.9
+    code, stdout, _ = run(capsys, "watermark", "detect", str(out), str(plain_png), "--json")
+    assert code == 3
+    assert [json.loads(line)["detected"] for line in stdout.splitlines()] == [True, False]
+
+
+def test_cli_label_and_inspect(tmp_path, plain_png, capsys):
+    out = tmp_path / "labelled.png"
+    code, stdout, _ = run(capsys, "label", str(plain_png), str(out), "--visible", "--producer", "acme",
+                          "--content-id", "id-9", "--json")
+    assert code == 0 and json.loads(stdout)["layers"] == ["visible", "implicit_label"]
+    code, stdout, _ = run(capsys, "inspect", str(out), "--no-legacy", "--json", "--require", "label")
+    report = json.loads(stdout)
+    assert code == 0 and report["implicit_label"]["record"]["ProduceID"] == "id-9"
+    code, _, _ = run(capsys, "inspect", str(out), "--no-legacy", "--require", "watermark")
+    assert code == 3
+    code, stdout, _ = run(capsys, "inspect", str(plain_png), "--no-legacy")
+    assert code == 0 and "implicit label: none" in stdout and "evidence: host_metadata" in stdout
+
+
+@pytest.mark.parametrize("argv", [["watermark", "embed", "{bad}", "{out}"], ["label", "{bad}", "{out}"],
+                                  ["watermark", "detect", "{bad}"], ["inspect", "{bad}", "--no-legacy"]])
+def test_cli_malformed_input_exits_2_and_writes_nothing(tmp_path, plain_png, capsys, argv):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(plain_png.read_bytes()[:300])
+    out = tmp_path / "out.png"
+    code, stdout, stderr = run(capsys, *[a.format(bad=bad, out=out) for a in argv])
+    assert code == 2 and stdout == "" and "bad.png" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png", "plain.png"]
+
+
+def test_cli_rejects_bad_payload(tmp_path, plain_png, capsys):
+    code, _, stderr = run(capsys, "watermark", "embed", str(plain_png), str(tmp_path / "o.png"), "--payload", "zz")
+    assert code == 2 and "hex" in stderr
