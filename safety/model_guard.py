@@ -16,13 +16,11 @@ A file that cannot be parsed blocks with reason ``malformed_input``; a screen th
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from .model_hashes import CACHE_FILE, FileHashes, FileKey, HashCache, default_ca
 from .model_metadata import TermScanner, details_of, metadata_findings, tag_stats
 from .pickle_scan import looks_like_pickle, scan_pickle_file
 from .policy import Policy, load_policy
+from .prompt_lexical import Lexicon
 from .safetensors_header import SafetensorsHeader, looks_like_safetensors, read_header
 from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, unavailable
 
@@ -88,7 +87,7 @@ def check_model_file(path: str | os.PathLike[str], policy: Policy | None = None,
     hashes = hashes or len(blocklist) > 0
     cache = cache if cache is not None else default_cache()
     try:
-        lexicon = lexicon if lexicon is not None else _default_lexicon()
+        lexicon = lexicon if lexicon is not None else Lexicon.for_policy(policy)
     except Exception as e:  # noqa: BLE001 - any failure to load the term lists fails closed
         # Still report format, hashes, blocklist and pickle findings; only metadata goes unscreened.
         failed = unavailable(STAGE, policy, "the model metadata screen (term lists)", e)
@@ -215,48 +214,14 @@ def _blocklist_findings(blocklist: Blocklist, hashes: FileHashes) -> list[Findin
     return findings
 
 
-def _default_lexicon() -> TermScanner:
-    from .prompt_lexical import Lexicon
-
-    lexicon = Lexicon.default()
-    if not callable(getattr(lexicon, "scan", None)):
-        raise RuntimeError("prompt_lexical.Lexicon has no scan(text, field); update sdguard")
-    return lexicon
-
-
 def _screen_key(policy: Policy, blocklist: Blocklist, lexicon: TermScanner, hashes: bool) -> str | None:
     """What a cached verdict depends on besides the file. ``None`` (no verdict caching) when the
     term engine cannot say which lists it holds."""
     lists = getattr(lexicon, "fingerprint", None)
     if lists is None:
-        try:
-            is_default = lexicon is _default_lexicon()
-        except Exception:  # noqa: BLE001 - only decides whether to cache
-            is_default = False
-        if not is_default:
-            return None
-        lists = _bundled_terms_fingerprint()
+        return None
     parts = (SCREEN_VERSION, policy.fingerprint, blocklist.fingerprint, str(lists), str(hashes))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-
-
-@functools.lru_cache(maxsize=1)
-def _bundled_terms_fingerprint() -> str:
-    """The bundled term lists' contents (and sdguard's version, for the matching code)."""
-    from . import __version__
-
-    digest = hashlib.sha256(__version__.encode())
-    pending = [resources.files(__package__).joinpath("data", "terms")]
-    while pending:
-        folder = pending.pop()
-        if not folder.is_dir():
-            continue
-        for item in sorted(folder.iterdir(), key=lambda t: t.name):
-            if item.is_dir():
-                pending.append(item)
-            else:
-                digest.update(item.name.encode() + b"\x00" + item.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 _DEFAULT_CACHES: dict[str, HashCache] = {}

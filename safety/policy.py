@@ -9,6 +9,7 @@ naming the file and line.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -94,10 +95,10 @@ class Policy:
     def combo_threshold(self, category: str, source: str, threshold: float) -> float:
         """The threshold a cue must reach to count in a protected combination: the stricter of
         `threshold` and the built-in one, so relaxing `sexual` does not relax `minor_sexual`."""
-        builtin = _builtin_base()["categories"].get(category, {}).get("thresholds", {}).get(source)
-        return threshold if builtin is None else min(threshold, float(builtin))
+        builtin = _builtin_thresholds().get((category, source))
+        return threshold if builtin is None else min(threshold, builtin)
 
-    @property
+    @functools.cached_property  # decide() asks on every check; the data never changes
     def combinations(self) -> Mapping[str, Combination]:
         return {name: Combination(tuple(c.get("all", ())), tuple(c.get("any", ())))
                 for name, c in self.data.get("combinations", {}).items()}
@@ -164,6 +165,13 @@ def _builtin_base() -> dict[str, Any]:
     if not _BASE_CACHE:
         _BASE_CACHE.update(_read_toml(_builtin_text("_base"), "builtin:_base"))
     return _BASE_CACHE
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_thresholds() -> dict[tuple[str, str], float]:
+    return {(category, source): float(value)
+            for category, rule in _builtin_base()["categories"].items()
+            for source, value in rule.get("thresholds", {}).items()}
 
 
 def _load_builtin(name: str) -> dict[str, Any]:

@@ -26,7 +26,8 @@ def check_prompt(prompt: str, negative: str = "", policy: Policy | None = None, 
         prompt (`str`): the positive prompt, host syntax included (weights, LoRA tags, wildcards).
         negative (`str`, *optional*): the negative prompt; adult words there are a minor cue.
         policy (`Policy`, *optional*, defaults to the ``public`` profile).
-        lexicon (`Lexicon`, *optional*): term lists with the host's real-person and IP lists.
+        lexicon (`Lexicon`, *optional*): term lists; defaults to the bundled ones plus the host
+            lists the policy names in ``[lists]``.
 
     Returns:
         `Verdict` with stage ``"prompt"``.
@@ -45,7 +46,7 @@ def check_prompts(items: Sequence[tuple[str, str]], policy: Policy | None = None
                   lexicon: prompt_lexical.Lexicon | None = None) -> list[Verdict]:
     """Check many (prompt, negative) pairs; the semantic classifier encodes them in batches."""
     policy = policy or load_policy()
-    lexicon = lexicon or prompt_lexical.Lexicon.default()
+    lexicon = lexicon or prompt_lexical.Lexicon.for_policy(policy)
     findings: list[list[Finding]] = [lexicon.prompt_findings(p, n, policy) for p, n in items]
     skipped: dict[str, str] = {}
     mode = policy.section(STAGE)["semantic"]

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Union
 
 from .prompt_ages import ADULT_AGE, chinese_ages, word_ages
 from .prompt_normalize import Folded, Word, Words, fold
-from .prompt_terms import EXCEPTION, Entry, RawHit, TermIndex, bundled_entries, read_terms
+from .prompt_terms import EXCEPTION, Entry, RawHit, TermIndex, bundled_entries, bundled_fingerprint, read_terms
 from .verdict import Finding
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ _NEGATIVE_RULES = {"adult": "minor"}
 _PROMPT_IGNORED = frozenset({"adult"})
 # camelCase word boundaries, one character into the match: "Loli|Nsfw", "NSFW|Art".
 _CAMEL_RE = re.compile(r"[a-z][A-Z]|[A-Z][A-Z][a-z]")
+
+# Host lists a policy may name in [lists]: (category, key).
+_HOST_LISTS = (("real_person", "real_persons"), ("ip_character", "ip_characters"))
 
 # A host list: a file (one name a line, `#` comments) or the names themselves.
 TermSource = Union[str, "os.PathLike[str]", Iterable[str]]
@@ -77,9 +81,12 @@ class Lexicon:
 
     _default: Lexicon | None = None
     _default_lock = threading.Lock()
+    _for_policy: dict[tuple[tuple[str, str, int], ...], Lexicon] = {}
 
-    def __init__(self, index: TermIndex) -> None:
+    def __init__(self, index: TermIndex, fingerprint: str) -> None:
         self._index = index
+        #: Digest of every entry; caches of results that depend on the lists key on it.
+        self.fingerprint = fingerprint
 
     @classmethod
     def default(cls) -> Lexicon:
@@ -93,7 +100,7 @@ class Lexicon:
             with cls._default_lock:
                 if cls._default is None:
                     entries = bundled_entries()
-                    cls._default = cls(TermIndex(entries))
+                    cls._default = cls(TermIndex(entries), bundled_fingerprint())
                     logger.debug("lexicon: %d bundled entries compiled", len(entries))
         return cls._default
 
@@ -121,13 +128,40 @@ class Lexicon:
             >>> [h.category for h in lex.scan("jane example nude")]
             ['real_person', 'sexual']
         """
-        entries = bundled_entries()
         lists = [("real_person", real_persons), ("ip_character", ip_characters), *(extra_terms or {}).items()]
-        for category, source in lists:
-            if source is not None:
-                entries.extend((category, term) for term in _read_source(source))
+        host = [(category, term) for category, source in lists if source is not None
+                for term in _read_source(source)]
+        entries = bundled_entries() + host
         logger.debug("lexicon: %d entries compiled (bundled and host lists)", len(entries))
-        return cls(TermIndex(entries))
+        return cls(TermIndex(entries), _digest(host))
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> Lexicon:
+        """The bundled lists plus the host lists the policy names in ``[lists]``, compiled once per
+        set of files (and again when a file changes). Relative paths are resolved from the policy
+        file's folder.
+
+        Raises:
+            `FileNotFoundError`: a list the policy names does not exist.
+        """
+        lists = policy.section("lists")
+        folder = Path(policy.source).parent if not policy.source.startswith("builtin:") else Path.cwd()
+        named = [(category, folder / lists[key]) for category, key in _HOST_LISTS if lists.get(key)]
+        if not named:
+            return cls.default()
+        for _, path in named:
+            if not path.is_file():
+                raise FileNotFoundError(f"the policy's [lists] names {path}, which does not exist")
+        key = tuple((category, str(path), path.stat().st_mtime_ns) for category, path in named)
+        with cls._default_lock:
+            lexicon = cls._for_policy.get(key)
+        if lexicon is None:
+            sources = {category: path for category, path in named}
+            lexicon = cls.from_files(real_persons=sources.get("real_person"),
+                                     ip_characters=sources.get("ip_character"))
+            with cls._default_lock:
+                cls._for_policy[key] = lexicon
+        return lexicon
 
     def scan(self, text: str, field: str = "prompt") -> list[TermHit]:
         """Every list entry in `text`, seen through host syntax and obfuscation; no policy applied.
@@ -260,3 +294,11 @@ def _read_source(source: TermSource) -> list[str]:
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
     return [str(term).strip() for term in source if str(term).strip()]
+
+
+def _digest(host: Iterable[tuple[str, str]]) -> str:
+    """The bundled lists' digest extended with the host entries (sorted: order does not matter)."""
+    digest = hashlib.sha256(bundled_fingerprint().encode())
+    for category, term in sorted(host):
+        digest.update(f"{category}\x00{term}\x00".encode())
+    return digest.hexdigest()[:16]

@@ -12,6 +12,8 @@ bundled lists and host lists, and other stages (LoRA metadata) can reuse it.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from importlib import resources
@@ -310,3 +312,22 @@ def bundled_entries() -> list[tuple[str, str]]:
 def read_terms(text: str) -> list[str]:
     """Entries of a term list: one per line, ``#`` starts a comment, blank lines skipped."""
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_fingerprint() -> str:
+    """Digest of the bundled term lists and folding tables (and sdguard's version, for the matching code)."""
+    from . import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    pending = [resources.files(__package__).joinpath("data", "terms")]
+    while pending:
+        folder = pending.pop()
+        if not folder.is_dir():
+            continue
+        for item in sorted(folder.iterdir(), key=lambda t: t.name):
+            if item.is_dir():
+                pending.append(item)
+            else:
+                digest.update(item.name.encode() + b"\x00" + item.read_bytes())
+    return digest.hexdigest()[:16]

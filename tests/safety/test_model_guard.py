@@ -185,12 +185,12 @@ def test_format_follows_the_extension_as_hosts_do_and_is_sniffed_otherwise(tmp_p
 
 
 def test_term_lists_that_fail_to_load_fail_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check) -> None:
-    import sdguard.model_guard as mg
+    from sdguard.prompt_lexical import Lexicon
 
-    def broken():
+    def broken(policy):
         raise RuntimeError("term lists corrupt")
 
-    monkeypatch.setattr(mg, "_default_lexicon", broken)
+    monkeypatch.setattr(Lexicon, "for_policy", broken)
     path = write_safetensors(tmp_path / "a.safetensors", kohya_metadata({"1girl": 10}))
     v = check(path, "adult", lexicon=None)
     assert v.blocked and v.codes[0] == "guard_unavailable" and "term lists corrupt" in v.message

@@ -434,3 +434,27 @@ def test_age_in_weight_syntax_is_not_an_age(lexicon):
 @pytest.mark.parametrize("text", ["nude, minor skin imperfections", "ursa minor", "minor key"])
 def test_other_senses_of_minor_are_not_cues(lexicon, text):
     assert not [h for h in lexicon.scan(text) if h.category == "minor"]
+
+
+def test_host_lists_named_by_the_policy_are_used_for_prompts_and_models(tmp_path):
+    from sdguard import load_policy
+    from sdguard.model_guard import check_model_file
+    from sdguard.model_hashes import HashCache
+
+    (tmp_path / "people.txt").write_text("# host list\nJane Example\n", encoding="utf-8")
+    (tmp_path / "chars.txt").write_text("Ultraman\n奥特曼\n", encoding="utf-8")
+    policy_path = tmp_path / "host.toml"
+    policy_path.write_text('extends = "adult"\n[prompt]\nsemantic = "off"\n'
+                           '[lists]\nreal_persons = "people.txt"\nip_characters = "chars.txt"\n', encoding="utf-8")
+    policy = load_policy(policy_path)
+    assert check_prompt("jane example, nude", policy=policy).codes == ("real_person_sexual",)
+    assert check_prompt("jane example reading a book", policy=policy).action is Action.ALLOW
+    assert "ip_character" in check_prompt("奥特曼 fighting a monster", policy=policy).codes
+    # The same lists screen model metadata (file name here).
+    lora = tmp_path / "ultraman_v2.safetensors"
+    lora.write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    assert "ip_character" in check_model_file(lora, policy, cache=HashCache(tmp_path / "c.sqlite")).codes
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[prompt]\nsemantic = "off"\n[lists]\nreal_persons = "nope.txt"\n', encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        check_prompt("a cat", policy=load_policy(missing))
