@@ -128,3 +128,10 @@ def test_install_does_not_shadow_pypi_safety(tmp_path):
             "print('clash' if s and pathlib.Path(s.origin).resolve().parent == ours else 'ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert proc.stdout.strip() == "ok"
+
+
+def test_import_sdguard_loads_no_heavy_dependency(tmp_path):
+    code = ("import sys, sdguard; sdguard.check_prompt; "
+            "print(sorted(m for m in ('numpy', 'torch', 'onnxruntime', 'PIL', 'cv2') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert proc.stdout.strip() == "[]"
