@@ -126,3 +126,23 @@ def test_viterbi_corrects_errors_and_crc_rejects_garbage():
     assert ecc.check_message(ecc.viterbi(soft), b"other-key") is None
     garbage = [ecc.check_message(ecc.viterbi(rng.normal(size=len(code))), b"k") for _ in range(50)]
     assert garbage == [None] * 50
+
+
+def test_trustmark_backend_says_what_is_missing(monkeypatch):
+    import builtins
+
+    from sdguard import watermark_trustmark as tm
+    from sdguard.errors import GuardUnavailable
+
+    real_import = builtins.__import__
+
+    def no_trustmark(name, *args, **kwargs):
+        if name == "trustmark" or name.startswith("trustmark."):
+            raise ImportError("No module named 'trustmark'")
+        return real_import(name, *args, **kwargs)
+
+    tm._model.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_trustmark)
+    with pytest.raises(GuardUnavailable, match="pip install trustmark"):
+        tm.detect(np.zeros((256, 256, 3), np.uint8))
+    tm._model.cache_clear()
