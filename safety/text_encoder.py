@@ -98,6 +98,7 @@ class MiniLMEncoder:
             raise GuardUnavailable(f"semantic prompt classifier: cannot load the sentence encoder "
                                    f"from {model_dir} ({type(e).__name__}: {e}); {INSTALL_HINT}") from None
         self._tokenizer.no_padding()
+        self._tokenize_lock = threading.Lock()
 
     def _load(self, config: dict[str, Any], t: dict[str, np.ndarray], np: Any) -> None:
         if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
@@ -144,15 +145,20 @@ class MiniLMEncoder:
         """
         import numpy as np
 
-        max_tokens = max(2, min(int(max_tokens), self.max_positions))
-        self._tokenizer.enable_truncation(max_tokens)
-        ids = [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
+        ids = self.tokenize(texts, max_tokens)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), BATCH_SIZE):
             rows = order[start:start + BATCH_SIZE]
             out[rows] = self._forward([ids[i] for i in rows], np)
         return out
+
+    def tokenize(self, texts: Sequence[str], max_tokens: int = 128) -> list[list[int]]:
+        """Token ids per text, [CLS] and [SEP] included, cut to `max_tokens` (at least 2)."""
+        max_tokens = max(2, min(int(max_tokens), self.max_positions))
+        with self._tokenize_lock:  # truncation is tokenizer state; callers may differ in max_tokens
+            self._tokenizer.enable_truncation(max_tokens)
+            return [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
 
     def _forward(self, batch: list[list[int]], np: Any) -> np.ndarray:
         n, length = len(batch), max(len(ids) for ids in batch)

@@ -94,22 +94,26 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
     return np.stack([cache[k] for k in keys])
 
 
-def train_head(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """A 1-hidden-layer MLP with one sigmoid per category, trained full-batch with Adam."""
+def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, hidden: int = HIDDEN,
+               epochs: int = EPOCHS, weight_decay: float = WEIGHT_DECAY) -> dict[str, np.ndarray]:
+    """A 1-hidden-layer MLP with one sigmoid per category, trained full-batch with AdamW.
+
+    Args:
+        x (`np.ndarray`): (n, 384) embeddings.
+        y (`np.ndarray`): (n, categories) 0/1 targets.
+        weight (`np.ndarray`): (n,) per-prompt weight (see `set_weights`).
+    """
     import torch
 
     torch.manual_seed(SEED)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    # Balance each category: positives are a minority and must not be drowned by captions.
-    pos = yt.sum(0).clamp(min=1)
-    pos_weight = (len(yt) - pos) / pos
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
-                                torch.nn.Linear(HIDDEN, y.shape[1]))
-    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    for _ in range(EPOCHS):
+    wt = torch.from_numpy(weight.astype(np.float32))[:, None]
+    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
+                                torch.nn.Linear(hidden, y.shape[1]))
+    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=weight_decay)
+    for _ in range(epochs):
         opt.zero_grad()
-        loss = loss_fn(model(xt), yt)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xt), yt, weight=wt)
         loss.backward()
         opt.step()
     first, last = model[0], model[2]
@@ -117,6 +121,15 @@ def train_head(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
             "hidden.bias": first.bias.detach().numpy().copy(),
             "out.weight": last.weight.detach().numpy().T.copy(),
             "out.bias": last.bias.detach().numpy().copy()}
+
+
+def set_weights(sets: list[PromptSet]) -> np.ndarray:
+    """Every set's training part weighs the same in total (mean weight 1), so 4,000 COCO captions
+    do not drown 400 clean twins, and positives are not a minority."""
+    sizes = [int((s.part == 0).sum()) for s in sets]
+    used = [n for n in sizes if n]
+    total = sum(used)
+    return np.concatenate([np.full(n, total / (len(used) * n), dtype=np.float32) for n in sizes if n])
 
 
 def calibrate(scores: np.ndarray, fp_target: float) -> float:
@@ -167,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     vectors = {s.name: embed(s.prompts, args.cache) for s in sets}
     x = np.concatenate([vectors[s.name][s.part == 0] for s in sets])
     y = np.concatenate([s.labels[s.part == 0] for s in sets])
-    params = train_head(x, y)
+    params = train_head(x, y, set_weights(sets))
     scores = {s.name: head_scores(params, vectors[s.name]) for s in sets}
     calib = np.concatenate([scores[s.name][s.part == 1] for s in sets if s.name in CAPTION_SETS])
     thresholds = {c: round(calibrate(calib[:, i], args.fp_target), 4) for i, c in enumerate(CATEGORIES)}
@@ -218,9 +231,11 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "## Held-out test figures", "",
               "Measured on the test part of each set, at the thresholds above. Harmful sets: recall of "
               "their category. Benign sets: share flagged for any category.", "",
-              "| set | n | metric | value |", "|---|---|---|---|"]
+              "| set | n | metric | value | flagged sexual | flagged violence |", "|---|---|---|---|---|---|"]
     for row in report["test"]:
-        lines.append(f"| {row['set']} | {row['n']} | {row['metric']} ({row['category']}) | {row['value']:.1%} |")
+        per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
+        lines.append(f"| {row['set']} | {row['n']} | {row['metric']} ({row['category']}) | {row['value']:.1%} | "
+                     + " | ".join(per) + " |")
     lines += ["", "Synthetic sets share templates between their train and test parts, so their figures "
               "are optimistic; the Six-CD and caption figures are the ones to trust. The public sets "
               "sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean twins) were "
