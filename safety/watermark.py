@@ -5,20 +5,22 @@ Design ("tile-sync"):
 * The 80-bit message (48-bit payload + CRC-32, see `watermark_ecc`) is convolutionally encoded to
   258 bits. A 32x32-cell tile carries them: every cell belongs to one coded bit (keyed permutation,
   4 cells per bit) and has a keyed random sign, so the tile is a ±1 pattern.
-* The tile is repeated over the whole image with a cell size proportional to the image
-  (short side / 256, at least 2 px), rendered with bilinear interpolation (a smooth, low-frequency
-  pattern) and added to luma only, scaled by local texture so it hides in busy areas
-  (PSNR ~41 dB).
+* The tile is repeated over the whole image (cell size: see `cell_size`, 2-4 px up to 1024 px,
+  short side / 256 above), rendered with bilinear interpolation and added to luma only. The
+  amplitude per cell is set from local texture so that local SSIM stays near `SSIM_TARGET`
+  (faint in flat areas, strong in busy ones), capped at an RMS of `strength` levels (PSNR >= 40.8 dB).
 * The detector works at a normalised size (short side 256), whitens the image, finds the tile's
   period from the autocorrelation peaks (which survives resizing and cropping), resamples so a
-  tile is 64x64 samples, folds all tiles onto one, finds the cyclic shift (cropping) by FFT
-  correlation, then soft-decodes (Viterbi) and checks the CRC.
+  tile is 64x64 samples, folds all tiles onto one, removes block-grid (JPEG/WebP) frequencies,
+  finds the cyclic shift (cropping) as the shift of maximum correlation energy over all bit
+  patterns, then soft-decodes (Viterbi) and checks the CRC.
 
 False detection: a decoded message passes the CRC-32 by chance with probability 2**-32; the
-detector tries at most `_PERIOD_CANDIDATES` hypotheses per image, so the theoretical false
-detection rate is below 3 * 2**-32 ≈ 7e-10 per image. A minimum coded-bit agreement is also
+detector decodes at most `_PERIOD_CANDIDATES` (2) hypotheses per image, so the theoretical false
+detection rate is at most 2 * 2**-32 ≈ 4.7e-10 per image. A minimum coded-bit agreement is also
 required (`MIN_AGREEMENT`), which only lowers it.
 
+Not robust to rotation (the period search assumes an axis-aligned grid) or to regeneration.
 Anyone with the key (the default key is public) can read the mark and could remove it by
 regenerating the image; detection is evidence when found, never proof of absence.
 """
@@ -43,15 +45,29 @@ SCHEME = "sdguard-tilesync-v1"
 TILE = 32                  # cells per tile side
 FOLD = 64                  # detector samples per tile side (2 per cell, for sub-cell alignment)
 MIN_SHORT_SIDE = 256       # smallest image the embedder accepts
-CELLS_PER_SHORT_SIDE = 256  # cell size = short side / this ...
-MIN_CELL_PX = 2.0          # ... but never finer than 2 px (JPEG eats finer detail)
+# Cell size: short/128 for small images (at most 4 px), short/256 for large ones, never under 2 px.
+# Coarse cells survive WebP/JPEG (which code flat 4x4 blocks by their mean) and cost less SSIM;
+# fine cells give more cells per bit. See cell_size().
+SMALL_CELLS_PER_SHORT_SIDE = 128
+MAX_SMALL_CELL_PX = 4.0
+CELLS_PER_SHORT_SIDE = 256
+MIN_CELL_PX = 2.0
 NORM_SHORT_SIDE = 256      # the detector's working size
-DEFAULT_STRENGTH = 2.3     # RMS luma change in 8-bit levels (PSNR ≈ 40.9 dB before clipping)
-MASK_RANGE = (0.5, 1.8)    # texture masking: relative strength in flat vs busy areas
-MIN_PERIOD, MAX_PERIOD_FRACTION = 20, 0.5  # autocorrelation search range (working pixels)
-_PERIOD_CANDIDATES = 3
+DEFAULT_STRENGTH = 2.3     # at most this RMS luma change in 8-bit levels (PSNR >= 40.8 dB)
+SSIM_TARGET = 0.982        # per-window SSIM the texture mask aims for (see _texture_mask)
+# Cell amplitude per allowed in-window RMS, by cell size in px (measured: bilinear rendering and
+# SSIM's window both see only part of a coarse pattern's variance).
+_SSIM_GAIN = ((2.0, 3.0, 4.0, 6.0, 8.0), (1.49, 1.88, 1.88, 2.18, 2.67))
+DARK_MARGIN = 3.0          # levels above black over which the mark fades ...
+DARK_FLOOR = 0.3           # ... down to this fraction of its strength
+_SSIM_C2 = (0.03 * 255) ** 2
+# Tile period at the working size: 32-64 px as embedded (see cell_size), up to 1.25x that after a
+# crop keeping 80 %; shorter lags are mostly JPEG/WebP block grids. At least two periods must fit.
+MIN_PERIOD, MAX_PERIOD, MAX_PERIOD_FRACTION = 30, 100, 0.5
+MAX_ANISOTROPY = 0.03      # period_x and period_y of a real tile agree (cells are square)
+BLOCK_NOTCH = 4            # fold DFT bins (u, v), both multiples of this, hold block-grid artefacts
+_PERIOD_CANDIDATES = 2
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
-_SEARCH_BITS = 96          # coded bits used to find the tile's shift (all are decoded)
 
 
 @dataclass(frozen=True)
@@ -89,15 +105,16 @@ def parse_payload(text: str) -> bytes:
     return bytes.fromhex(digits.rjust(ecc.PAYLOAD_BITS // 4, "0"))
 
 
-def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY,
-          strength: float = DEFAULT_STRENGTH) -> np.ndarray:
+def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: float = DEFAULT_STRENGTH,
+          ssim_target: float = SSIM_TARGET) -> np.ndarray:
     """Embed a 48-bit payload into an RGB image.
 
     Args:
         rgb: HxWx3 uint8 image, short side at least MIN_SHORT_SIDE.
         payload: 6 bytes.
         key: the watermark key (the default one is public).
-        strength: RMS luma change in 8-bit levels.
+        strength: the most RMS luma change allowed, in 8-bit levels (caps PSNR).
+        ssim_target: local SSIM the texture mask aims for; lower is more robust and more visible.
 
     Returns:
         A new HxWx3 uint8 image.
@@ -115,14 +132,16 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY,
     code = ecc.encode(ecc.message_bits(payload, key.encode()))
     layout = _layout(key)
     tile = layout.signs * (2.0 * code[layout.bit_of_cell] - 1.0)
-    cell = max(MIN_CELL_PX, min(h, w) / CELLS_PER_SHORT_SIDE)
+    cell = cell_size(min(h, w))
     # Work on the cell grid (one value per cell, texture mask included), then let PIL upsample it
     # bilinearly: pixel centre y + 0.5 maps to cell coordinate (y + 0.5) / cell.
     rows, cols = int(np.ceil(h / cell)) + 1, int(np.ceil(w / cell)) + 1
     cells = np.tile(tile, (rows // TILE + 1, cols // TILE + 1))[:rows, :cols]
-    cells = (cells * _texture_mask(rgb, (cols, rows))).astype(np.float32)
+    cells = (cells * _texture_mask(rgb, (cols, rows), cell, ssim_target)).astype(np.float32)
     delta = np.asarray(Image.fromarray(cells, "F").resize((w, h), Image.BILINEAR, box=(0, 0, w / cell, h / cell)))
-    delta = delta * (strength / max(float(np.sqrt(np.mean(delta * delta))), 1e-6))
+    rms = float(np.sqrt(np.mean(delta * delta)))
+    if rms > strength:  # the PSNR budget caps what the SSIM mask allows
+        delta = delta * (strength / rms)
     step = np.rint(delta).astype(np.int16)[:, :, None]
     return np.clip(rgb.astype(np.int16) + step, 0, 255).astype(np.uint8)
 
@@ -150,12 +169,18 @@ def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
 
 # --- layout and rendering -------------------------------------------------------------------
 
+def cell_size(short_side: int) -> float:
+    """Cell size in px: short/128 up to 4 px (small images keep enough tiles), then short/256."""
+    return max(min(short_side / SMALL_CELLS_PER_SHORT_SIDE, MAX_SMALL_CELL_PX), short_side / CELLS_PER_SHORT_SIDE,
+               MIN_CELL_PX)
+
+
 @dataclass(frozen=True)
 class _Layout:
     bit_of_cell: np.ndarray   # (TILE, TILE) coded-bit index of each cell
     signs: np.ndarray         # (TILE, TILE) ±1
     patterns: np.ndarray      # (CODED_BITS, FOLD * FOLD) each bit's pattern at the detector's resolution
-    spectra: np.ndarray       # (_SEARCH_BITS, FOLD, FOLD//2+1) conj rfft2 of the first patterns
+    spectra: np.ndarray       # (CODED_BITS, FOLD, FOLD//2+1) conj rfft2 of the patterns
 
 
 @functools.lru_cache(maxsize=4)
@@ -171,7 +196,7 @@ def _layout(key: str) -> _Layout:
     masks = np.zeros((ecc.CODED_BITS, TILE, TILE))
     masks[bit_of_cell, np.arange(TILE)[:, None], np.arange(TILE)[None, :]] = signs
     patterns = up @ masks @ up.T
-    spectra = np.conj(np.fft.rfft2(patterns[:_SEARCH_BITS]))
+    spectra = np.conj(np.fft.rfft2(patterns))
     return _Layout(bit_of_cell, signs, patterns.reshape(ecc.CODED_BITS, -1), spectra)
 
 
@@ -189,14 +214,43 @@ def _interp_matrix(n: int, cell: float) -> np.ndarray:
     return m
 
 
-def _texture_mask(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Relative embedding strength per cell (grid `size` = (cols, rows)): more where busy (median 1)."""
+def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float, ssim_target: float) -> np.ndarray:
+    """Amplitude per cell (grid `size` = (cols, rows)) that keeps local SSIM near `ssim_target`.
+
+    SSIM's structure term in a window with luma variance s2, after adding a pattern of variance v,
+    is about (2*s2 + C2) / (2*s2 + v + C2), with C2 = (0.03 * 255)**2. Solving for v gives the
+    largest pattern a window tolerates: flat areas get a faint mark, textured areas a strong one.
+    _SSIM_GAIN converts that to a cell amplitude; it grows with the cell size because a coarser
+    pattern puts less of its variance inside SSIM's 7-px windows (measured on flat images).
+    Near black the mark fades (to DARK_FLOOR), since clipping at 0 would shift the local mean.
+    Variance is measured on a grid twice as fine as the cells (closer to SSIM's windows).
+    """
     import numpy as np
     from PIL import Image
 
-    y = np.asarray(Image.fromarray(rgb).convert("L").resize(size, Image.BILINEAR), dtype=np.float32)
-    activity = np.sqrt(np.maximum(_box(np.square(y - _box(y, 1)), 2), 0.0))
-    return np.clip(activity / max(float(np.median(activity)), 1.0), *MASK_RANGE) ** 0.5
+    cols, rows = size
+    small = Image.fromarray(rgb).resize((2 * cols, 2 * rows), Image.BILINEAR, reducing_gap=2.0)
+    y = np.asarray(small.convert("L"), dtype=np.float32)
+    mean = _box(y, 1)
+    var = np.maximum(_box(y * y, 1) - mean * mean, 0.0)
+    # The flattest spot in a cell decides, so a flat area beside an edge does not get the edge's mark.
+    var = _min2x2(var)
+    # A channel near black cannot go below 0, so the mark would lift its mean (SSIM's luminance term
+    # punishes that near 0); fade the mark there, down to a floor. Clipping near white only loses signal.
+    channels = np.asarray(small)
+    dark = _min2x2(np.minimum(np.minimum(channels[:, :, 0], channels[:, :, 1]), channels[:, :, 2]).astype(np.float32))
+    fade = DARK_FLOOR + (1.0 - DARK_FLOOR) * np.clip(dark / DARK_MARGIN, 0.0, 1.0)
+    cells, gains = _SSIM_GAIN
+    gain = float(np.interp(cell, cells, gains)) * max(1.0, cell / cells[-1]) ** 0.5
+    slack = 1.0 / ssim_target - 1.0
+    return gain * np.sqrt(slack * (2.0 * var + _SSIM_C2)) * fade
+
+
+def _min2x2(a: np.ndarray) -> np.ndarray:
+    """Minimum of each 2x2 block (elementwise minima: much faster than a strided reduce)."""
+    import numpy as np
+
+    return np.minimum(np.minimum(a[0::2, 0::2], a[0::2, 1::2]), np.minimum(a[1::2, 0::2], a[1::2, 1::2]))
 
 
 def _box(a: np.ndarray, r: int) -> np.ndarray:
@@ -235,7 +289,7 @@ def _find_periods(residual: np.ndarray) -> list[tuple[float, float]]:
     import numpy as np
 
     h, w = residual.shape
-    max_p = int(min(h, w) * MAX_PERIOD_FRACTION)
+    max_p = min(MAX_PERIOD, int(min(h, w) * MAX_PERIOD_FRACTION))
     if max_p <= MIN_PERIOD:
         return []
     spec = np.fft.rfft2(residual - residual.mean())
@@ -245,7 +299,14 @@ def _find_periods(residual: np.ndarray) -> list[tuple[float, float]]:
     score = ac[lags, 0] + ac[0, lags] + ac[lags, lags] + ac[-lags, lags]
     peaks = [i for i in range(1, len(lags) - 1) if score[i] >= score[i - 1] and score[i] >= score[i + 1]]
     peaks.sort(key=lambda i: -score[i])
-    return [(_refine(ac[:, 0], lags[i]), _refine(ac[0, :], lags[i])) for i in peaks[:_PERIOD_CANDIDATES]]
+    found = []
+    for i in peaks:
+        py, px = _refine(ac[:, 0], lags[i]), _refine(ac[0, :], lags[i])
+        if abs(py - px) <= MAX_ANISOTROPY * lags[i]:
+            found.append((py, px))
+            if len(found) == _PERIOD_CANDIDATES:
+                break
+    return found
 
 
 def _refine(ac_axis: np.ndarray, period: int) -> float:
@@ -278,9 +339,14 @@ def _decode_at(residual: np.ndarray, period: tuple[float, float], key: str) -> W
     pad_h, pad_w = -out_h % FOLD, -out_w % FOLD
     folded = np.pad(resampled, ((0, pad_h), (0, pad_w))).reshape(
         (out_h + pad_h) // FOLD, FOLD, (out_w + pad_w) // FOLD, FOLD).sum(axis=(0, 2))
+    # JPEG/WebP block grids fold into patterns periodic with 4, 8 or 16 samples; drop those DFT bins
+    # (1/16 of the tile's energy) so they cannot pose as the tile's shift.
+    spectrum = np.fft.rfft2(folded)
+    spectrum[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
+    folded = np.fft.irfft2(spectrum, s=(FOLD, FOLD))
     layout = _layout(key)
     # The shift is where the bit correlations carry the most energy (whatever their signs).
-    corr = np.fft.irfft2(np.fft.rfft2(folded)[None] * layout.spectra, s=(FOLD, FOLD))
+    corr = np.fft.irfft2(spectrum[None] * layout.spectra, s=(FOLD, FOLD))
     energy = np.einsum("bij,bij->ij", corr, corr)
     dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
     soft = layout.patterns @ np.roll(folded, (-dy, -dx), axis=(0, 1)).reshape(-1)
