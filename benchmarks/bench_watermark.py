@@ -215,11 +215,13 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=30, help="synthetic images in the set")
     parser.add_argument("--fp", type=int, default=1200, help="unmarked images/crops for the false-detection count")
     parser.add_argument("--extra", action="store_true", help="also run attacks beyond the targets")
+    parser.add_argument("--ssim-target", type=float, default=wm.SSIM_TARGET,
+                        help=f"watermark.embed's ssim_target (default {wm.SSIM_TARGET}; lower is more robust)")
     args = parser.parse_args()
     rng = np.random.default_rng(2026)
     images = image_set(args.synthetic)
     attacks = {**REQUIRED, **(EXTRA if args.extra else {})}
-    print(f"image set: {len(images)} images ({sum(1 for n, _ in images if n.startswith('synthetic'))} synthetic), "
+    print(f"ssim_target {args.ssim_target}; image set: {len(images)} images ({sum(1 for n, _ in images if n.startswith('synthetic'))} synthetic), "
           f"sizes {min(min(a.shape[:2]) for _, a in images)}-{max(max(a.shape[:2]) for _, a in images)} px")
     hits = {k: 0 for k in attacks}
     accuracy = {k: [] for k in attacks}
@@ -227,7 +229,7 @@ def main() -> None:
     psnrs = []
     for name, a in images:
         payload = rng.integers(0, 256, 6, dtype=np.uint8).tobytes()
-        marked = wm.embed(a, payload)
+        marked = wm.embed(a, payload, ssim_target=args.ssim_target)
         psnrs.append(psnr(a, marked))
         for attack, fn in attacks.items():
             attacked = fn(marked, rng)
@@ -247,9 +249,10 @@ def main() -> None:
     print(f"\nPSNR over the set: min {min(psnrs):.2f}, median {statistics.median(psnrs):.2f} dB")
 
     quality = [(psnr(a, m), ssim(a, m)) for a in (synthetic(s, 1024, 1024) for s in range(5))
-               for m in [wm.embed(a, b"\x01\x02\x03\x04\x05\x06")]]
+               for m in [wm.embed(a, b"\x01\x02\x03\x04\x05\x06", ssim_target=args.ssim_target)]]
     big = [a for name, a in images if name.endswith("@1024") and a.shape[:2] == (1024, 1024)]
-    quality += [(psnr(a, m), ssim(a, m)) for a in big for m in [wm.embed(a, b"\x01\x02\x03\x04\x05\x06")]]
+    quality += [(psnr(a, m), ssim(a, m)) for a in big
+                for m in [wm.embed(a, b"\x01\x02\x03\x04\x05\x06", ssim_target=args.ssim_target)]]
     print(f"at 1024² ({len(quality)} images): PSNR min {min(q[0] for q in quality):.2f} / mean "
           f"{np.mean([q[0] for q in quality]):.2f} dB, SSIM min {min(q[1] for q in quality):.4f} / mean "
           f"{np.mean([q[1] for q in quality]):.4f}")

@@ -21,7 +21,7 @@ from . import label_containers as lc
 from .label import AigcRecord, write_label
 from .label_containers import MalformedImage
 from .label_visible import CORNERS, TEXTS, draw_label
-from .watermark import DEFAULT_KEY, DEFAULT_STRENGTH, embed
+from .watermark import DEFAULT_KEY, DEFAULT_STRENGTH, SSIM_TARGET, embed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +54,7 @@ class ProvenanceOptions:
     payload: bytes | None = None
     watermark_key: str = DEFAULT_KEY
     watermark_strength: float = DEFAULT_STRENGTH
+    watermark_ssim: float = SSIM_TARGET
     implicit: bool = True
     producer: str = ""
     content_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -70,6 +71,7 @@ def options_from_policy(policy: Policy, **overrides: object) -> ProvenanceOption
         "producer": label.get("producer", ""), "c2pa": label.get("c2pa", False),
         "watermark": mark.get("embed", True), "watermark_key": mark.get("key", DEFAULT_KEY),
         "watermark_strength": float(mark.get("strength", DEFAULT_STRENGTH)),
+        "watermark_ssim": float(mark.get("ssim_target", SSIM_TARGET)),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ProvenanceOptions(**values)  # type: ignore[arg-type]
@@ -102,7 +104,7 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
             rgb = draw_label(rgb, options.visible_text, options.visible_corner)
         if options.watermark:
             rgb = embed(rgb, options.payload or payload_for(options.content_id), key=options.watermark_key,
-                        strength=options.watermark_strength)
+                        strength=options.watermark_strength, ssim_target=options.watermark_ssim)
         data = reencode(data, fmt, rgb, alpha)
     if options.implicit:
         data = write_label(data, AigcRecord(ContentProducer=options.producer, ProduceID=options.content_id))

@@ -120,7 +120,7 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
         A new HxWx3 uint8 image.
 
     Raises:
-        ValueError: wrong shape or dtype, image too small, or payload not 6 bytes.
+        ValueError: wrong shape or dtype, image too small, payload not 6 bytes, or bad settings.
     """
     import numpy as np
     from PIL import Image
@@ -129,6 +129,8 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SHORT_SIDE:
         raise ValueError(f"image is {w}x{h}; the watermark needs at least {MIN_SHORT_SIDE} px on the short side")
+    if not (0.5 < ssim_target < 1.0 and strength > 0):
+        raise ValueError(f"need 0.5 < ssim_target < 1 and strength > 0, got {ssim_target}, {strength}")
     code = ecc.encode(ecc.message_bits(payload, key.encode()))
     layout = _layout(key)
     tile = layout.signs * (2.0 * code[layout.bit_of_cell] - 1.0)

@@ -27,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     emb.add_argument("input")
     emb.add_argument("output")
     emb.add_argument("--payload", metavar="HEX", help="up to 12 hex digits (default: random)")
+    add_policy_args(emb)
     emb.add_argument("--json", action="store_true", help="print JSON")
     emb.set_defaults(run=run_embed)
     det = wm_sub.add_parser("detect", help="look for the watermark; exit 3 when any file has none")
     det.add_argument("paths", nargs="+", metavar="PATH")
+    add_policy_args(det)
     det.add_argument("--json", action="store_true", help="print one JSON object per file")
     det.set_defaults(run=run_detect)
 
@@ -69,11 +71,13 @@ def run_embed(args: argparse.Namespace) -> int:
         payload = parse_payload(args.payload) if args.payload else os.urandom(6)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    mark = policy_from_args(args).section("watermark")
     data = _read(args.input)
     try:
         from ..label_containers import sniff
         rgb, alpha = decode(data)
-        out = reencode(data, sniff(data), embed(rgb, payload), alpha)
+        marked = embed(rgb, payload, key=mark["key"], strength=mark["strength"], ssim_target=mark["ssim_target"])
+        out = reencode(data, sniff(data), marked, alpha)
     except (MalformedImage, ValueError) as e:
         raise UsageError(f"{args.input}: {e}") from None
     _write_atomic(args.output, out)
@@ -88,6 +92,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from ..provenance import decode
     from ..watermark import detect
 
+    key = policy_from_args(args).section("watermark")["key"]
     images = []
     for path in args.paths:  # read and decode everything first: bad input prints nothing
         try:
@@ -96,7 +101,7 @@ def run_detect(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: {e}") from None
     missing = False
     for path, rgb in images:
-        result = detect(rgb)
+        result = detect(rgb, key=key)
         missing |= not result.detected
         if args.json:
             print_json({"path": path, "detected": result.detected, "payload": result.payload,
