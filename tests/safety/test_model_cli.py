@@ -15,10 +15,10 @@ from sdguard.cli.models import PROGRESS_MIN_FILES_NO_TTY, Progress
 
 @pytest.fixture(autouse=True)
 def _fake_terms_and_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import sdguard.model_guard as mg
+    from sdguard.prompt_lexical import Lexicon
 
     lexicon = FakeLexicon()
-    monkeypatch.setattr(mg, "_default_lexicon", lambda: lexicon)
+    monkeypatch.setattr(Lexicon, "for_policy", classmethod(lambda cls, policy: lexicon))
     monkeypatch.setenv("SDGUARD_CACHE", str(tmp_path / "cache"))
 
 
