@@ -44,6 +44,8 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_inspect_reports_every_layer(tmp_path):
+    pytest.importorskip("c2pa")
+    pytest.importorskip("cryptography")
     data = apply(png_bytes(image(), prompt="{}", workflow="{}"),
                  ProvenanceOptions(producer="acme", content_id="c1", c2pa=True, c2pa_identity=tmp_path))
     report = inspect_bytes(data, legacy=False)
@@ -54,9 +56,25 @@ def test_inspect_reports_every_layer(tmp_path):
     assert report["c2pa"]["actions"][0]["action"] == "c2pa.created"
 
 
+def test_inspect_without_c2pa_says_it_is_unavailable(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_c2pa(name, *args, **kwargs):
+        if name == "c2pa":
+            raise ImportError("No module named 'c2pa'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_c2pa)
+    report = inspect_bytes(png_bytes(image()), legacy=False)
+    assert "sdguard[c2pa]" in report["c2pa"]["unavailable"]
+
+
 def test_inspect_plain_image_has_no_evidence():
     report = inspect_bytes(png_bytes(image()), legacy=False)
-    assert report["evidence"] == [] and report["c2pa"] is None
+    # Without the optional c2pa extra the inspector says so instead of claiming "no manifest".
+    assert report["evidence"] == [] and (report["c2pa"] is None or "unavailable" in report["c2pa"])
     assert report["implicit_label"]["record"] is None and not report["watermark"]["detected"]
 
 
