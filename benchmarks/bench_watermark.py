@@ -281,7 +281,7 @@ def main() -> None:
         trials += 1
     print(f"\nfalse detections on unmarked images and crops: {false}/{trials} "
           f"({time.perf_counter() - t0:.0f} s); theoretical bound per image <= "
-          f"{wm._PERIOD_CANDIDATES} x 2^-32 = {wm._PERIOD_CANDIDATES * 2 ** -32:.1e}")
+          f"{wm.MAX_HYPOTHESES} x 2^-32 = {wm.MAX_HYPOTHESES * 2 ** -32:.1e}")
 
 
 if __name__ == "__main__":

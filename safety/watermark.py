@@ -16,8 +16,8 @@ Design ("tile-sync"):
   patterns, then soft-decodes (Viterbi) and checks the CRC.
 
 False detection: a decoded message passes the CRC-32 by chance with probability 2**-32; the
-detector decodes at most `_PERIOD_CANDIDATES` (2) hypotheses per image, so the theoretical false
-detection rate is at most 2 * 2**-32 ≈ 4.7e-10 per image. A minimum coded-bit agreement is also
+detector decodes at most `MAX_HYPOTHESES` (3: two autocorrelation periods and the nominal one)
+per image, so the theoretical false detection rate is at most 3 * 2**-32 ≈ 7e-10 per image. A minimum coded-bit agreement is also
 required (`MIN_AGREEMENT`), which only lowers it.
 
 Not robust to rotation (the period search assumes an axis-aligned grid) or to regeneration.
@@ -64,9 +64,11 @@ _SSIM_C2 = (0.03 * 255) ** 2
 # Tile period at the working size: 32-64 px as embedded (see cell_size), up to 1.25x that after a
 # crop keeping 80 %; shorter lags are mostly JPEG/WebP block grids. At least two periods must fit.
 MIN_PERIOD, MAX_PERIOD, MAX_PERIOD_FRACTION = 30, 100, 0.5
+NOMINAL_TOLERANCE = 0.01   # a found period this close to the nominal one makes trying it redundant
 MAX_ANISOTROPY = 0.03      # period_x and period_y of a real tile agree (cells are square)
 BLOCK_NOTCH = 4            # fold DFT bins (u, v), both multiples of this, hold block-grid artefacts
 _PERIOD_CANDIDATES = 2
+MAX_HYPOTHESES = _PERIOD_CANDIDATES + 1  # plus the nominal period (see _candidates)
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
 
 
@@ -162,7 +164,7 @@ def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
     """
     _check_image(rgb)
     residual = _whitened_luma(rgb)
-    for period in _find_periods(residual):
+    for period in _candidates(residual, min(rgb.shape[:2])):
         result = _decode_at(residual, period, key)
         if result.detected:
             return result
@@ -182,7 +184,7 @@ class _Layout:
     bit_of_cell: np.ndarray   # (TILE, TILE) coded-bit index of each cell
     signs: np.ndarray         # (TILE, TILE) ±1
     patterns: np.ndarray      # (CODED_BITS, FOLD * FOLD) each bit's pattern at the detector's resolution
-    spectra: np.ndarray       # (CODED_BITS, FOLD, FOLD//2+1) conj rfft2 of the patterns
+    spectra: np.ndarray       # (CODED_BITS, FOLD//2, FOLD//4+1) conj rfft2 of the patterns at half resolution
 
 
 @functools.lru_cache(maxsize=4)
@@ -198,7 +200,9 @@ def _layout(key: str) -> _Layout:
     masks = np.zeros((ecc.CODED_BITS, TILE, TILE))
     masks[bit_of_cell, np.arange(TILE)[:, None], np.arange(TILE)[None, :]] = signs
     patterns = up @ masks @ up.T
-    spectra = np.conj(np.fft.rfft2(patterns))
+    half = FOLD // 2
+    coarse = patterns.reshape(ecc.CODED_BITS, half, 2, half, 2).sum(axis=(2, 4))
+    spectra = np.conj(np.fft.rfft2(coarse))
     return _Layout(bit_of_cell, signs, patterns.reshape(ecc.CODED_BITS, -1), spectra)
 
 
@@ -311,6 +315,19 @@ def _find_periods(residual: np.ndarray) -> list[tuple[float, float]]:
     return found
 
 
+def _candidates(residual: np.ndarray, short_side: int) -> list[tuple[float, float]]:
+    """The autocorrelation's periods, then the period an unresized, uncropped image would have.
+
+    Most edits (re-encoding, colour changes) keep the size, and then the nominal period is exact
+    even when compression noise hides its autocorrelation peak.
+    """
+    found = _find_periods(residual)
+    nominal = TILE * cell_size(short_side) * min(1.0, NORM_SHORT_SIDE / short_side)
+    if min(residual.shape) >= 2 * nominal and all(abs(p[1] - nominal) > NOMINAL_TOLERANCE * nominal for p in found):
+        found.append((nominal, nominal))
+    return found
+
+
 def _refine(ac_axis: np.ndarray, period: int) -> float:
     """Sub-pixel period from the peaks at multiples of `period` along one autocorrelation axis."""
     n = len(ac_axis) // 2
@@ -347,11 +364,17 @@ def _decode_at(residual: np.ndarray, period: tuple[float, float], key: str) -> W
     spectrum[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
     folded = np.fft.irfft2(spectrum, s=(FOLD, FOLD))
     layout = _layout(key)
-    # The shift is where the bit correlations carry the most energy (whatever their signs).
-    corr = np.fft.irfft2(spectrum[None] * layout.spectra, s=(FOLD, FOLD))
-    energy = np.einsum("bij,bij->ij", corr, corr)
-    dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
-    soft = layout.patterns @ np.roll(folded, (-dy, -dx), axis=(0, 1)).reshape(-1)
+    # The shift is where the bit correlations carry the most energy (whatever their signs): search
+    # all shifts at half resolution (FFT), then the 3x3 full-resolution shifts around the best one.
+    half = FOLD // 2
+    coarse = np.fft.rfft2(folded.reshape(half, 2, half, 2).sum(axis=(1, 3)))
+    coarse[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
+    corr = np.fft.irfft2(coarse[None] * layout.spectra, s=(half, half))
+    cy, cx = np.unravel_index(int(np.argmax(np.einsum("bij,bij->ij", corr, corr))), (half, half))
+    shifts = [(2 * cy + dy, 2 * cx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    rolled = np.stack([np.roll(folded, (-sy, -sx), axis=(0, 1)).reshape(-1) for sy, sx in shifts], axis=1)
+    candidates = layout.patterns @ rolled
+    soft = candidates[:, int(np.argmax(np.sum(candidates * candidates, axis=0)))]
     soft = soft / max(float(np.std(soft)), 1e-12)
     bits = ecc.viterbi(soft)
     payload = ecc.check_message(bits, key.encode())
