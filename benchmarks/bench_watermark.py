@@ -240,7 +240,7 @@ def main() -> None:
             if not ok:
                 failures[attack].append(name)
     n = len(images)
-    print(f"\n| attack | detected (full payload) | bit accuracy (80 message bits) |\n|---|---|---|")
+    print("\n| attack | detected (full payload) | bit accuracy (80 message bits) |\n|---|---|---|")
     for attack in attacks:
         print(f"| {attack} | {hits[attack]}/{n} ({100 * hits[attack] / n:.1f} %) | {np.mean(accuracy[attack]):.4f} |")
     for attack, names in failures.items():

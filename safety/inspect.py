@@ -11,7 +11,6 @@ most platforms and any invisible mark falls to regeneration.
 from __future__ import annotations
 
 import io
-import logging
 from typing import Any
 
 from . import label_containers as lc
@@ -19,8 +18,6 @@ from .errors import GuardUnavailable
 from .label import read_label
 from .provenance import decode, payload_for
 from .watermark import DEFAULT_KEY, detect
-
-logger = logging.getLogger("sdguard.inspect")
 
 SDXL_BITS = 0xB3EC907BB19E
 SDXL_LENGTH = 48

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +36,6 @@ from . import watermark_ecc as ecc
 
 if TYPE_CHECKING:
     import numpy as np
-
-logger = logging.getLogger("sdguard.watermark")
 
 DEFAULT_KEY = "sdguard-wm-v1"
 SCHEME = "sdguard-tilesync-v1"

@@ -10,7 +10,6 @@ encoder and decoder itself through TrustMark's `load_model`, with the download s
 from __future__ import annotations
 
 import functools
-import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import GuardUnavailable
@@ -18,8 +17,6 @@ from .watermark import WatermarkResult
 
 if TYPE_CHECKING:
     import numpy as np
-
-logger = logging.getLogger("sdguard.watermark")
 
 SCHEME = "trustmark-Q-BCH_5"
 WEIGHTS = {"config": "trustmark_q_config", "encoder": "trustmark_q_encoder", "decoder": "trustmark_q_decoder"}
