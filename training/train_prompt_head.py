@@ -3,12 +3,13 @@
 Reproducible on CPU in a few minutes (fixed seeds; embeddings are cached between runs):
 
     python training/make_prompt_data.py          # the synthetic sets in training/data/
-    python training/train_prompt_head.py         # → weights/prompt_head.safetensors + .md
+    python training/train_prompt_head.py --leave-out   # → weights/prompt_head.safetensors + .md
 
 Data: every JSONL set in the eval folder (/work/shared/eval, or --eval-dir) and training/data/.
 Each set is split by a seeded shuffle into train / calibration / test parts, so every figure in
 the card is measured on prompts the head never saw. `--holdout-set NAME` keeps a whole set out of
-training (leave-one-set-out: the honest figure for a kind of prompt seen nowhere else).
+training; `--leave-out` retrains without each of LEAVE_OUT_GROUPS in turn and adds those figures to
+the card (the honest estimate for a kind of prompt seen nowhere else).
 Thresholds: per category, the score that flags `--fp-target` of the calibration part of the
 ordinary-caption sets (CAPTION_SETS); recall is then reported at that threshold.
 """
@@ -40,6 +41,9 @@ CAPTION_SETS = ("benign_coco10k", "benign_parti", "benign_animals")
 # Fractions (train, calibration); the rest is test. Caption sets feed calibration, others do not.
 SPLIT_CAPTIONS = (0.4, 0.3)
 SPLIT_OTHER = (0.6, 0.0)
+# Leave-one-group-out checks: how the head fares on a kind of prompt it never saw.
+LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("sexual_artistic", "benign_artistic_twins"),
+                    ("sexual_soup", "benign_soup"))
 MAX_TOKENS = 128
 HIDDEN = 64
 EPOCHS = 300
@@ -168,29 +172,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
     ap.add_argument("--fp-target", type=float, default=0.01, help="false-positive rate on captions")
     ap.add_argument("--holdout-set", action="append", default=[], help="keep this whole set out of training")
+    ap.add_argument("--leave-out", action="store_true",
+                    help="also retrain without each of LEAVE_OUT_GROUPS and report how those sets fare")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sdguard-train")
     ap.add_argument("--out", type=Path, default=REPO / "weights",
                     help="folder for prompt_head.safetensors and prompt_head.md ('-' writes nothing)")
     args = ap.parse_args(argv)
 
     sets = load_sets([args.eval_dir, DATA_DIR])
-    for s in sets:
-        if s.name in args.holdout_set:
-            s.part[:] = 2
     vectors = {s.name: embed(s.prompts, args.cache) for s in sets}
-    x = np.concatenate([vectors[s.name][s.part == 0] for s in sets])
-    y = np.concatenate([s.labels[s.part == 0] for s in sets])
-    params = train_head(x, y, set_weights(sets))
-    scores = {s.name: head_scores(params, vectors[s.name]) for s in sets}
-    calib = np.concatenate([scores[s.name][s.part == 1] for s in sets if s.name in CAPTION_SETS])
-    thresholds = {c: round(calibrate(calib[:, i], args.fp_target), 4) for i, c in enumerate(CATEGORIES)}
-    rows = evaluate(sets, scores, thresholds, part=2)
-    report = {"thresholds": thresholds, "fp_target": args.fp_target, "calibration_captions": len(calib),
-              "train_prompts": len(x), "holdout_sets": args.holdout_set, "test": rows}
+    params, thresholds, rows = fit(sets, vectors, args.fp_target, args.holdout_set)
+    report = {"thresholds": thresholds, "fp_target": args.fp_target, "holdout_sets": args.holdout_set,
+              "train_prompts": int(sum((s.part == 0).sum() for s in sets if s.name not in args.holdout_set)),
+              "calibration_captions": int(sum((s.part == 1).sum() for s in sets if s.name in CAPTION_SETS)),
+              "test": rows, "leave_out": []}
+    if args.leave_out:
+        for group in LEAVE_OUT_GROUPS:
+            _, th, out = fit(sets, vectors, args.fp_target, [*args.holdout_set, *group])
+            report["leave_out"].append({"left_out": list(group), "thresholds": th,
+                                        "test": [r for r in out if r["set"] in group]})
     print(json.dumps(report, indent=1))
     if str(args.out) != "-":
         write_outputs(args.out, params, thresholds, report, sets)
     return 0
+
+
+def fit(sets: list[PromptSet], vectors: dict[str, np.ndarray], fp_target: float,
+        holdout: list[str]) -> tuple[dict[str, np.ndarray], dict[str, float], list[dict]]:
+    """Train on the train parts (minus `holdout` sets), calibrate, and score the test parts
+    (all of a held-out set)."""
+    parts = {s.name: np.full_like(s.part, 2) if s.name in holdout else s.part for s in sets}
+    used = [PromptSet(s.name, s.prompts, s.labels, parts[s.name]) for s in sets]
+    x = np.concatenate([vectors[s.name][s.part == 0] for s in used])
+    y = np.concatenate([s.labels[s.part == 0] for s in used])
+    params = train_head(x, y, set_weights(used))
+    scores = {s.name: head_scores(params, vectors[s.name]) for s in used}
+    calib = np.concatenate([scores[s.name][s.part == 1] for s in used if s.name in CAPTION_SETS])
+    thresholds = {c: round(calibrate(calib[:, i], fp_target), 4) for i, c in enumerate(CATEGORIES)}
+    return params, thresholds, evaluate(used, scores, thresholds, part=2)
 
 
 def write_outputs(out: Path, params: dict[str, np.ndarray], thresholds: dict[str, float], report: dict,
@@ -211,12 +230,12 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
              f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first "
              f"{meta['max_tokens']} tokens).", "",
              f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seed {SEED}, "
-             f"{EPOCHS} full-batch AdamW epochs, class-balanced BCE), {report['train_prompts']} training prompts.",
+             f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same), {report['train_prompts']} training prompts.",
              f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
              f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
              f"captions ({', '.join(CAPTION_SETS)}). Stored in this file's metadata; policies override them "
              "(`[categories.<name>] thresholds.semantic`).",
-             "- Scores are sigmoid outputs of a class-balanced head: ordered and probability-like, not "
+             "- Scores are sigmoid outputs of a set-balanced head: ordered and probability-like, not "
              "calibrated probabilities. Compare them with the threshold only.", "",
              "## Training data", "",
              "| set | prompts | train | calibration | test |", "|---|---|---|---|---|"]
@@ -236,6 +255,15 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
         per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
         lines.append(f"| {row['set']} | {row['n']} | {row['metric']} ({row['category']}) | {row['value']:.1%} | "
                      + " | ".join(per) + " |")
+    if report["leave_out"]:
+        lines += ["", "## Leave-one-group-out", "",
+                  "The head retrained without a group of sets (thresholds recalibrated), then measured on "
+                  "all of that group: the honest estimate for a kind of prompt seen nowhere in training.", "",
+                  "| left out | set | metric | value |", "|---|---|---|---|"]
+        for item in report["leave_out"]:
+            for row in item["test"]:
+                lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {row['metric']} "
+                             f"({row['category']}) | {row['value']:.1%} |")
     lines += ["", "Synthetic sets share templates between their train and test parts, so their figures "
               "are optimistic; the Six-CD and caption figures are the ones to trust. The public sets "
               "sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean twins) were "
