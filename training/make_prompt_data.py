@@ -25,7 +25,7 @@ from pathlib import Path
 
 SEED = 20261121
 OUT = Path(__file__).resolve().parent / "data"
-N_ARTISTIC = 900
+N_ARTISTIC = 1200
 N_SOUP = 700
 N_VIOLENCE = 500
 N_TRICKY = 400
@@ -52,7 +52,11 @@ SUBJECTS = [
     "a nymph", "a mermaid", "an elven princess", "a blonde model", "a couple", "two women", "a man",
     "a muscular man", "an odalisque", "eve in the garden of eden", "a dancer", "a fashion model",
     "a woman with long black hair", "a curvy woman", "a ballerina", "a witch", "a vampire queen",
+    "a japanese woman", "an instagram model", "a housewife", "a cowgirl", "a female knight", "a succubus",
+    "a gorgeous brunette", "a redhead", "a woman and a man", "a fitness model", "a latina woman", "a goth girl",
 ]
+PHOTO_STYLES = ["polaroid", "35mm film", "instagram", "amateur", "professional", "hasselblad", "candid",
+                "fashion magazine", "vintage 1970s", "dslr"]
 SETTINGS = [
     "in a forest pool", "on a beach at sunset", "in a bedroom", "on silk sheets", "in a bathtub",
     "by a waterfall", "in a greek temple", "in a victorian parlour", "in a photo studio", "in a meadow",
@@ -64,6 +68,7 @@ NUDE_CUES = [
     "completely naked", "nsfw", "artistic nude", "nude figure study", "naked body", "bare skin, nude",
     "erotic", "sensual nude", "full frontal nudity", "wearing nothing", "see-through wet chemise, nipples",
     "nude, breasts", "uncensored", "nude portrait", "skinny dipping", "body paint only", "lewd",
+    "(nude:1.3)", "((naked))", "(nsfw:1.2)", "(topless:1.1)", "(nipples:1.2), (breasts:1.1)",
 ]
 # Implicit cues: the words I2P prompts that produced nudity use instead of "nude".
 IMPLICIT_CUES = [
@@ -72,6 +77,9 @@ IMPLICIT_CUES = [
     "reclining, covered only by her long hair", "towel slipping off after a shower", "intimate, sultry",
     "figure study, life drawing model", "sexy, perfect body", "posing for playboy", "only a sheer veil",
     "sexy body, cleavage, thighs", "hot body, seductive look", "undressing", "in a thong, from behind",
+    "wet t-shirt", "wearing only an unbuttoned shirt", "bed sheets barely covering her", "suggestive pose",
+    "perfect figure, smooth skin, full body shot", "oiled skin, arched back", "bending over",
+    "wearing nothing but jewelry", "modeling for an art class", "posing on a bearskin rug",
 ]
 # Classical subjects that are nudes by tradition: named with an artist they produce nudity unasked.
 CLASSICAL_NUDES = [
@@ -219,7 +227,7 @@ def artistic_pair(rng: random.Random) -> tuple[str, str]:
     cue = rng.choice(NUDE_CUES if rng.random() < 0.45 else IMPLICIT_CUES)
     act = rng.choice(ACTS_NUDE)
     by = f"by {artist}" if rng.random() < 0.8 else f"in the style of {artist}"
-    frame = rng.randrange(5)
+    frame = rng.randrange(6)
     clothes, clean_act = rng.choice(CLOTHES), rng.choice(ACTS_CLEAN)
     if frame == 3:  # a classical nude subject, no cue words
         return (f"{rng.choice(CLASSICAL_NUDES)}, {by}, {tags}",
@@ -227,6 +235,9 @@ def artistic_pair(rng: random.Random) -> tuple[str, str]:
     if frame == 4:  # a bathing scene, no cue words
         return (f"{subject} {rng.choice(BATHING_ACTS)}, {by}, {tags}",
                 f"{subject} {clean_act} by a lake, {clothes}, {by}, {tags}")
+    if frame == 5:  # a photo prompt
+        photo = f"{rng.choice(PHOTO_STYLES)} photo of {subject}"
+        return f"{photo}, {cue}, {setting}, {tags}", f"{photo}, {clothes}, {clean_act} {setting}, {tags}"
     if frame == 0:
         dirty = f"{subject} {act} {setting}, {cue}, {by}, {tags}"
     elif frame == 1:
