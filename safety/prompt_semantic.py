@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,10 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | 
     """
     head = head or default_head()
     encoder = load_encoder()
-    return head.scores(encoder.encode(prompts, max_tokens))
+    # NFKC folds full-width and styled letters (ｎｕｄｅ, 𝐧𝐮𝐝𝐞) that the uncased BERT vocabulary
+    # would otherwise read as [UNK].
+    texts = [unicodedata.normalize("NFKC", p) for p in prompts]
+    return head.scores(encoder.encode(texts, max_tokens))
 
 
 def semantic_findings(prompts: Sequence[str], policy: Policy, head: PromptHead | None = None) -> list[list[Finding]]:

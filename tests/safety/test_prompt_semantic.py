@@ -180,3 +180,8 @@ def test_eval_prompts_rejects_a_bad_line_before_printing(tmp_path, capsys):
     assert cli_main(["eval-prompts", str(bad)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "bad.jsonl:2" in captured.err
+
+
+def test_full_width_letters_read_like_ascii(policy):
+    plain, wide = prompt_semantic.semantic_scores(["nude woman, nsfw", "ｎｕｄｅ ｗｏｍａｎ, ｎｓｆｗ"], 128)
+    np.testing.assert_allclose(plain, wide, atol=1e-5)
