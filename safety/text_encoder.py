@@ -80,7 +80,7 @@ class MiniLMEncoder:
 
     def __init__(self, model_dir: Path):
         try:
-            import numpy as np
+            import numpy  # noqa: F401 - imported here so a missing package is one clear error
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as e:
@@ -91,7 +91,7 @@ class MiniLMEncoder:
             config = json.loads((model_dir / "config.json").read_text("utf-8"))
             self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             tensors = load_file(str(model_dir / "model.safetensors"))
-            self._load(config, tensors, np)
+            self._load(config, tensors)
         except Exception as e:  # noqa: BLE001
             # safetensors raises its own SafetensorError, tokenizers a bare Exception: any failure
             # to read the model means the stage cannot run, which the caller must hear about.
@@ -100,7 +100,9 @@ class MiniLMEncoder:
         self._tokenizer.no_padding()
         self._tokenize_lock = threading.Lock()
 
-    def _load(self, config: dict[str, Any], t: dict[str, np.ndarray], np: Any) -> None:
+    def _load(self, config: dict[str, Any], t: dict[str, np.ndarray]) -> None:
+        import numpy as np
+
         if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
             raise ValueError(f"expected a BERT model with gelu, got {config.get('model_type')}/"
                              f"{config.get('hidden_act')}")
@@ -150,7 +152,7 @@ class MiniLMEncoder:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), BATCH_SIZE):
             rows = order[start:start + BATCH_SIZE]
-            out[rows] = self._forward([ids[i] for i in rows], np)
+            out[rows] = self._forward([ids[i] for i in rows])
         return out
 
     def tokenize(self, texts: Sequence[str], max_tokens: int = 128) -> list[list[int]]:
@@ -160,7 +162,9 @@ class MiniLMEncoder:
             self._tokenizer.enable_truncation(max_tokens)
             return [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
 
-    def _forward(self, batch: list[list[int]], np: Any) -> np.ndarray:
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        import numpy as np
+
         n, length = len(batch), max(len(ids) for ids in batch)
         ids = np.zeros((n, length), dtype=np.int64)
         mask = np.zeros((n, length), dtype=np.float32)
@@ -168,7 +172,7 @@ class MiniLMEncoder:
             ids[row, :len(seq)] = seq
             mask[row, :len(seq)] = 1.0
         x = self._word[ids] + self._pos[:length]
-        x = _layer_norm(x.reshape(n * length, self.dim), *self._emb_ln, self.eps, np)
+        x = _layer_norm(x.reshape(n * length, self.dim), *self._emb_ln, self.eps)
         bias = ((1.0 - mask) * _MASK_BIAS)[:, None, None, :]
         head_dim = self.dim // self.heads
         scale = np.float32(1.0 / np.sqrt(head_dim))
@@ -182,22 +186,26 @@ class MiniLMEncoder:
             scores /= scores.sum(axis=-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, self.dim)
             x = _layer_norm(x + ctx @ layer["attn_out"][0] + layer["attn_out"][1], *layer["attn_ln"],
-                            self.eps, np)
-            h = _gelu(x @ layer["ffn_in"][0] + layer["ffn_in"][1], np)
-            x = _layer_norm(x + h @ layer["ffn_out"][0] + layer["ffn_out"][1], *layer["ffn_ln"], self.eps, np)
+                            self.eps)
+            h = _gelu(x @ layer["ffn_in"][0] + layer["ffn_in"][1])
+            x = _layer_norm(x + h @ layer["ffn_out"][0] + layer["ffn_out"][1], *layer["ffn_ln"], self.eps)
         x = x.reshape(n, length, self.dim)
         pooled = (x * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, np: Any) -> np.ndarray:
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    import numpy as np
+
     mean = x.mean(axis=-1, keepdims=True)
     centred = x - mean
     var = (centred * centred).mean(axis=-1, keepdims=True)
     return centred / np.sqrt(var + eps) * weight + bias
 
 
-def _gelu(x: np.ndarray, np: Any) -> np.ndarray:
+def _gelu(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     inner = x * x
     inner *= _GELU_K * x
     inner += x
