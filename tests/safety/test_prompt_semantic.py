@@ -107,9 +107,10 @@ def test_policy_overrides_the_threshold(tmp_path, head):
 
 
 def test_prompt_guard_blocks_an_implicit_nudity_prompt(policy):
-    verdict = check_prompts([(SEXUAL[0], "")], policy)[0]
+    # No nudity word for the lexical stage: only the semantic head can see it.
+    verdict = check_prompts([("venus rising from the sea, by bouguereau, full body, skin", "")], policy)[0]
     assert verdict.blocked
-    assert any(f.source == "semantic" for f in verdict.evidence)
+    assert {f.source for f in verdict.evidence} == {"semantic"}
 
 
 def test_corrupt_head_is_unavailable(tmp_path):
