@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval-prompts", help="recall / false-positive rate of the prompt stage on labelled JSONL sets",
         description="For each JSON Lines set ({'prompt': ..., 'label': 'sexual' | 'violence' | 'benign'}): "
                     "recall of the labelled category on harmful prompts, share flagged (for any category "
-                    "labelled in the sets) on benign ones, and the thresholds used. Default sets: "
+                    "the head scores or the sets label) on benign ones, and the thresholds used. Default sets: "
                     f"${EVAL_DIR_ENV}, else {DEFAULT_EVAL_DIR}. Note that the bundled head was trained on "
                     "part of those sets; its card gives held-out figures.")
     p.add_argument("files", nargs="*", metavar="FILE.jsonl", help="labelled prompt sets")
@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(f) for f in args.files] or _default_sets()
     sets = [(path.stem, _read_set(path)) for path in paths]
     policy = policy_from_args(args)
-    harmful = sorted({label for _, rows in sets for _, label in rows if label != BENIGN})
+    from .. import prompt_semantic
+
+    # A benign prompt is a false positive when any category the head scores, or any set labels, fires.
+    labelled = {label for _, rows in sets for _, label in rows if label != BENIGN}
+    harmful = sorted(labelled.union(prompt_semantic.default_head().categories))
     results = [evaluate_set(name, rows, policy, harmful, combined=args.combined) for name, rows in sets]
     if args.json:
         for result in results:

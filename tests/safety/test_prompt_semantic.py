@@ -186,3 +186,13 @@ def test_eval_prompts_rejects_a_bad_line_before_printing(tmp_path, capsys):
 def test_full_width_letters_read_like_ascii(policy):
     plain, wide = prompt_semantic.semantic_scores(["nude woman, nsfw", "ｎｕｄｅ ｗｏｍａｎ, ｎｓｆｗ"], 128)
     np.testing.assert_allclose(plain, wide, atol=1e-5)
+
+
+def test_eval_prompts_counts_false_positives_with_only_benign_sets(tmp_path, capsys):
+    ok = _write_set(tmp_path / "ok.jsonl", [(p, "benign") for p in BENIGN])
+    strict = tmp_path / "strict.toml"
+    strict.write_text('extends = "public"\n[categories.violence]\nthresholds = { semantic = 0.0 }\n')
+    assert cli_main(["eval-prompts", str(ok), "--policy", str(strict), "--json"]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert result["metric"] == "flagged" and result["value"] == 1.0
+    assert result["thresholds"]["violence"] == 0.0
