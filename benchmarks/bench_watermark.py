@@ -163,15 +163,15 @@ def message_accuracy(a: np.ndarray, payload: bytes) -> float:
     Uses the detector's internals so a failed detection still gives a bit accuracy.
     """
     truth = ecc.message_bits(payload, wm.DEFAULT_KEY.encode())
-    residual = wm._whitened_luma(a)
+    residual = wm._whitened(a)
     best = 0.0
-    for period in wm._find_periods(residual) or []:
+    for period in wm._find_periods(residual[0] + residual[1]) or []:
         bits = _decoded_bits(residual, period)
         best = max(best, float(np.mean(bits == truth)))
     return best
 
 
-def _decoded_bits(residual: np.ndarray, period: tuple[float, float]) -> np.ndarray:
+def _decoded_bits(residual: tuple[np.ndarray, np.ndarray], period: tuple[float, float]) -> np.ndarray:
     import sdguard.watermark as w
 
     captured = {}

@@ -66,6 +66,8 @@ MAX_ANISOTROPY = 0.03      # period_x and period_y of a real tile agree (cells a
 BLOCK_NOTCH = 4            # fold DFT bins (u, v), both multiples of this, hold block-grid artefacts
 _PERIOD_CANDIDATES = 2
 MAX_HYPOTHESES = _PERIOD_CANDIDATES + 1  # plus the nominal period (see _candidates)
+LUMA_WEIGHT, CHROMA_WEIGHT = 0.9, 0.436  # share of the mask's amplitude in luma and chroma (squares sum to 1)
+CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
 
 
@@ -137,15 +139,27 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     # Work on the cell grid (one value per cell, texture mask included), then let PIL upsample it
     # bilinearly: pixel centre y + 0.5 maps to cell coordinate (y + 0.5) / cell.
     rows, cols = int(np.ceil(h / cell)) + 1, int(np.ceil(w / cell)) + 1
-    cells = np.tile(tile, (rows // TILE + 1, cols // TILE + 1))[:rows, :cols]
-    cells = (cells * _texture_mask(rgb, (cols, rows), cell, ssim_target)).astype(np.float32)
-    delta = np.asarray(Image.fromarray(cells, "F").resize((w, h), Image.BILINEAR, box=(0, 0, w / cell, h / cell)))
-    flat = delta.ravel()
-    rms = float(np.sqrt(np.dot(flat, flat) / flat.size))  # BLAS dot: no full-size temporary
-    if rms > strength:  # the PSNR budget caps what the SSIM mask allows
-        delta = delta * (strength / rms)
+    cells = np.tile(tile, (rows // TILE + 2, cols // TILE + 2))
+    cells = cells[:rows + TILE, :cols + TILE]
+    cells, shifted = cells[:rows, :cols], cells[TILE // 2:TILE // 2 + rows, TILE // 2:TILE // 2 + cols]
+    amp = _texture_mask(rgb, (cols, rows), cell, ssim_target)
+    # Luma and chroma carry the same tile, the chroma copy shifted by half a tile so the two patterns
+    # are independent (each channel's SSIM window sees their variances add, not their amplitudes).
+    box = (0, 0, w / cell, h / cell)
+    dy, dc = (np.asarray(Image.fromarray((c * amp).astype(np.float32), "F").resize((w, h), Image.BILINEAR, box=box))
+              for c in (cells, shifted))
+    wy, wc = LUMA_WEIGHT, CHROMA_WEIGHT
+    # Per-channel deltas: R = wy*dy + wc*dc, G = wy*dy + CHROMA_G*wc*dc, B = wy*dy; the MSE over the
+    # three channels from BLAS dots (no full-size temporaries).
+    fy, fc = dy.ravel(), dc.ravel()
+    yy, cc, yc = (float(np.dot(a, b)) / fy.size for a, b in ((fy, fy), (fc, fc), (fy, fc)))
+    mse = wy * wy * yy + wc * wc * cc * (1 + CHROMA_G * CHROMA_G) / 3 + 2 * wy * wc * yc * (1 + CHROMA_G) / 3
+    scale = min(1.0, strength / max(np.sqrt(mse), 1e-12))  # the PSNR budget caps what the SSIM mask allows
     out = rgb.astype(np.int16)
-    out += np.rint(delta).astype(np.int16)[:, :, None]
+    ly = np.rint(dy * (wy * scale)).astype(np.int16)
+    out[:, :, 0] += np.rint(dy * (wy * scale) + dc * (wc * scale)).astype(np.int16)
+    out[:, :, 1] += np.rint(dy * (wy * scale) + dc * (CHROMA_G * wc * scale)).astype(np.int16)
+    out[:, :, 2] += ly
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)
 
@@ -163,9 +177,9 @@ def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
         ValueError: wrong shape or dtype.
     """
     _check_image(rgb)
-    residual = _whitened_luma(rgb)
-    for period in _candidates(residual, min(rgb.shape[:2])):
-        result = _decode_at(residual, period, key)
+    luma, chroma = _whitened(rgb)
+    for period in _candidates(luma + chroma, min(rgb.shape[:2])):
+        result = _decode_at((luma, chroma), period, key)
         if result.detected:
             return result
     return WatermarkResult(False, None, 0.0)
@@ -273,21 +287,25 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
 
 # --- detection ------------------------------------------------------------------------------
 
-def _whitened_luma(rgb: np.ndarray) -> np.ndarray:
-    """Luma at the working size minus a local mean, divided by the local residual level."""
+def _whitened(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Luma and Cr at the working size, each minus a local mean and divided by its local residual level."""
     import numpy as np
     from PIL import Image
 
     h, w = rgb.shape[:2]
-    # PIL's 8-bit luma (ITU-R 601) rounds each pixel; the downscale below averages that noise away.
-    luma = Image.fromarray(rgb).convert("L").convert("F")
+    # PIL's 8-bit YCbCr (ITU-R 601) rounds each pixel; the downscale below averages that noise away.
+    ycc = Image.fromarray(rgb).convert("YCbCr").split()
     scale = NORM_SHORT_SIDE / min(h, w)
-    if scale < 1:
-        luma = luma.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-    y = np.asarray(luma, dtype=np.float32)
-    r = y - _box(y, 1)
-    level = np.sqrt(np.maximum(_box(r * r, 3), 0.0)) + 1.0
-    return np.clip(r / level, -3.0, 3.0)
+    out = []
+    for band in (ycc[0], ycc[2]):
+        band = band.convert("F")
+        if scale < 1:
+            band = band.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        y = np.asarray(band, dtype=np.float32)
+        r = y - _box(y, 1)
+        level = np.sqrt(np.maximum(_box(r * r, 3), 0.0)) + 1.0
+        out.append(np.clip(r / level, -3.0, 3.0))
+    return out[0], out[1]
 
 
 def _find_periods(residual: np.ndarray) -> list[tuple[float, float]]:
@@ -346,7 +364,8 @@ def _refine(ac_axis: np.ndarray, period: int) -> float:
     return est
 
 
-def _decode_at(residual: np.ndarray, period: tuple[float, float], key: str) -> WatermarkResult:
+def _fold(residual: np.ndarray, period: tuple[float, float]) -> np.ndarray:
+    """Resample so one tile is FOLD x FOLD samples and sum all tiles onto one."""
     import numpy as np
     from PIL import Image
 
@@ -356,13 +375,17 @@ def _decode_at(residual: np.ndarray, period: tuple[float, float], key: str) -> W
     box = (0.0, 0.0, out_w * px / FOLD, out_h * py / FOLD)
     resampled = np.asarray(Image.fromarray(residual, "F").resize((out_w, out_h), Image.BILINEAR, box=box))
     pad_h, pad_w = -out_h % FOLD, -out_w % FOLD
-    folded = np.pad(resampled, ((0, pad_h), (0, pad_w))).reshape(
+    return np.pad(resampled, ((0, pad_h), (0, pad_w))).reshape(
         (out_h + pad_h) // FOLD, FOLD, (out_w + pad_w) // FOLD, FOLD).sum(axis=(0, 2))
-    # JPEG/WebP block grids fold into patterns periodic with 4, 8 or 16 samples; drop those DFT bins
-    # (1/16 of the tile's energy) so they cannot pose as the tile's shift.
-    spectrum = np.fft.rfft2(folded)
-    spectrum[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
-    folded = np.fft.irfft2(spectrum, s=(FOLD, FOLD))
+
+
+def _decode_at(residuals: tuple[np.ndarray, np.ndarray], period: tuple[float, float], key: str) -> WatermarkResult:
+    import numpy as np
+
+    py, px = period
+    luma, chroma = residuals
+    # The chroma copy of the tile is shifted by half a tile (see embed): align it before adding.
+    folded = _notch(_fold(luma, period) + np.roll(_fold(chroma, period), (FOLD // 2, FOLD // 2), axis=(0, 1)))
     layout = _layout(key)
     # The shift is where the bit correlations carry the most energy (whatever their signs): search
     # all shifts at half resolution (FFT), then the 3x3 full-resolution shifts around the best one.
@@ -384,6 +407,19 @@ def _decode_at(residual: np.ndarray, period: tuple[float, float], key: str) -> W
     if agreement < MIN_AGREEMENT:
         return WatermarkResult(False, None, 0.0, period=round(float(px), 3))
     return WatermarkResult(True, payload.hex(), round(agreement, 4), period=round(float(px), 3))
+
+
+def _notch(folded: np.ndarray) -> np.ndarray:
+    """Drop the fold's DFT bins where JPEG/WebP block grids land.
+
+    Block grids fold into patterns periodic with 4, 8 or 16 samples; those bins hold 1/16 of the
+    tile's energy, and without them the grid cannot pose as the tile's shift.
+    """
+    import numpy as np
+
+    spectrum = np.fft.rfft2(folded)
+    spectrum[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
+    return np.fft.irfft2(spectrum, s=(FOLD, FOLD))
 
 
 def _check_image(rgb: Any) -> None:
