@@ -17,7 +17,10 @@ from ._common import EXIT_USAGE, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdguard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sdguard", description="Safety and provenance checks for local Stable Diffusion.",
+        epilog="Exit status: 0 nothing blocked, 3 something blocked (or a required mark missing), "
+               "2 bad usage or unreadable input.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
