@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+# The speed target is for one CPU: keep BLAS single-threaded (set before numpy loads). On a shared
+# machine a multi-threaded BLAS also spins on busy cores, which inflates both CPU and wall time.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 

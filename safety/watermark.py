@@ -68,6 +68,7 @@ _PERIOD_CANDIDATES = 2
 MAX_HYPOTHESES = _PERIOD_CANDIDATES + 1  # plus the nominal period (see _candidates)
 LUMA_WEIGHT, CHROMA_WEIGHT = 0.9, 0.436  # share of the mask's amplitude in luma and chroma (squares sum to 1)
 CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
+CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
 
 
@@ -293,14 +294,18 @@ def _whitened(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     h, w = rgb.shape[:2]
-    # PIL's 8-bit YCbCr (ITU-R 601) rounds each pixel; the downscale below averages that noise away.
-    ycc = Image.fromarray(rgb).convert("YCbCr").split()
+    image = Image.fromarray(rgb)
     scale = NORM_SHORT_SIDE / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    factor = int(1 / scale) if scale < 1 else 1
     out = []
-    for band in (ycc[0], ycc[2]):
+    # PIL's 8-bit bands round each pixel; the downscale below averages that noise away.
+    for band in (image.convert("L"), image.convert("L", CR_MATRIX)):
         band = band.convert("F")
-        if scale < 1:
-            band = band.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        if factor >= 2:  # an integer box reduction first: much faster than resampling the full image
+            band = band.reduce(factor)
+        if scale < 1 and band.size != size:
+            band = band.resize(size, Image.BILINEAR, box=(0, 0, w / factor, h / factor))
         y = np.asarray(band, dtype=np.float32)
         r = y - _box(y, 1)
         level = np.sqrt(np.maximum(_box(r * r, 3), 0.0)) + 1.0
@@ -364,19 +369,35 @@ def _refine(ac_axis: np.ndarray, period: int) -> float:
     return est
 
 
+def _fold_axis(a: np.ndarray, period: float, axis: int) -> np.ndarray:
+    """Resample `a` along `axis` to FOLD samples per period (bilinear) and sum the periods.
+
+    A gather and a reshape-sum (no BLAS: a multi-threaded BLAS on a busy machine costs more than
+    the arithmetic here).
+    """
+    import numpy as np
+
+    n = a.shape[axis]
+    samples = int(n * FOLD / period)
+    u = (np.arange(samples) + 0.5) * (period / FOLD) - 0.5   # source coordinate of each sample
+    lo = np.floor(u)
+    frac = (u - lo).astype(np.float32)
+    lo = lo.astype(np.int64)
+    shape = [1, 1]
+    shape[axis] = samples
+    frac = frac.reshape(shape)
+    out = np.take(a, np.clip(lo, 0, n - 1), axis=axis) * (1.0 - frac) + np.take(a, np.clip(lo + 1, 0, n - 1), axis=axis) * frac
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (0, -samples % FOLD)
+    out = np.pad(out, pad)
+    if axis == 0:
+        return out.reshape(-1, FOLD, out.shape[1]).sum(axis=0)
+    return out.reshape(out.shape[0], -1, FOLD).sum(axis=1)
+
+
 def _fold(residual: np.ndarray, period: tuple[float, float]) -> np.ndarray:
     """Resample so one tile is FOLD x FOLD samples and sum all tiles onto one."""
-    import numpy as np
-    from PIL import Image
-
-    py, px = period
-    h, w = residual.shape
-    out_w, out_h = int(w * FOLD / px), int(h * FOLD / py)
-    box = (0.0, 0.0, out_w * px / FOLD, out_h * py / FOLD)
-    resampled = np.asarray(Image.fromarray(residual, "F").resize((out_w, out_h), Image.BILINEAR, box=box))
-    pad_h, pad_w = -out_h % FOLD, -out_w % FOLD
-    return np.pad(resampled, ((0, pad_h), (0, pad_w))).reshape(
-        (out_h + pad_h) // FOLD, FOLD, (out_w + pad_w) // FOLD, FOLD).sum(axis=(0, 2))
+    return _fold_axis(_fold_axis(residual, period[0], 0), period[1], 1)
 
 
 def _decode_at(residuals: tuple[np.ndarray, np.ndarray], period: tuple[float, float], key: str) -> WatermarkResult:
@@ -384,7 +405,7 @@ def _decode_at(residuals: tuple[np.ndarray, np.ndarray], period: tuple[float, fl
 
     py, px = period
     luma, chroma = residuals
-    # The chroma copy of the tile is shifted by half a tile (see embed): align it before adding.
+    # The chroma copy of the tile is shifted by half a tile (see embed): align the folds before adding.
     folded = _notch(_fold(luma, period) + np.roll(_fold(chroma, period), (FOLD // 2, FOLD // 2), axis=(0, 1)))
     layout = _layout(key)
     # The shift is where the bit correlations carry the most energy (whatever their signs): search
