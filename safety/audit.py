@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import SdguardError
 from .verdict import Verdict
 
 GENESIS = "0" * 64
@@ -126,10 +127,14 @@ class AuditLog:
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
-            for raw in f:
+            for lineno, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n"):
                     return
-                yield json.loads(raw)
+                try:
+                    yield json.loads(raw)
+                except ValueError:
+                    raise SdguardError(f"{self.path}:{lineno}: not a JSON record; run "
+                                       f"`sdguard audit verify --path {self.path}`") from None
 
     def tail(self, n: int = 10) -> list[dict[str, Any]]:
         """The last `n` complete records."""
@@ -141,9 +146,13 @@ class AuditLog:
         return out
 
     def verify(self) -> VerifyResult:
-        """Check the whole chain. A partial last line (a write cut short) is reported, not an error."""
+        """Check the whole chain. A partial last line (a write cut short) is reported, not an error.
+
+        Raises:
+            `FileNotFoundError`: there is no trail at `path` (a mistyped path must not verify).
+        """
         if not self.path.exists():
-            return VerifyResult(True, 0)
+            raise FileNotFoundError(f"no audit trail at {self.path}")
         prev, count = GENESIS, 0
         with open(self.path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
@@ -181,8 +190,13 @@ class AuditLog:
         if end == 0:
             return GENESIS, 0
         start = _after_last_newline(fd, end - 1)
-        rec = json.loads(os.pread(fd, end - start, start))
-        return rec["hash"], rec["seq"]
+        try:
+            rec = json.loads(os.pread(fd, end - start, start))
+            return rec["hash"], rec["seq"]
+        except (ValueError, KeyError, TypeError):
+            raise SdguardError(f"{self.path}: the last record is damaged, so the chain cannot be "
+                               f"continued; run `sdguard audit verify --path {self.path}` and move "
+                               f"the file aside to start a new trail") from None
 
 
 def _after_last_newline(fd: int, limit: int) -> int:

@@ -200,7 +200,9 @@ def _load_file(path: Path, depth: int) -> dict[str, Any]:
             raise PolicyError(f"extends = '{parent}': not a profile ({', '.join(PROFILES)}) "
                               f"and no file {parent_path}", path=str(path), line=_line_of(text, (), "extends"))
         base = _load_file(parent_path, depth + 1)
-    return _merge(base, data)
+    merged = _merge(base, data)
+    _check_detection_kept(merged, str(path), text)
+    return merged
 
 
 def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
@@ -257,6 +259,19 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
             fail(f"the {name} combination is built in and cannot be edited", ("combinations",), name)
         if not isinstance(combo, Mapping) or set(combo) - {"all", "any"} or not combo.get("all"):
             fail(f"[combinations.{name}] needs 'all' (and optionally 'any'): lists of categories", table, "all")
+
+
+def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None:
+    """Relaxing minor_sexual indirectly is relaxing it: the image stage must keep requiring a
+    backend that feeds each of its cues (images fail closed when a required one is missing)."""
+    required = set(data["image"]["required"])
+    for cue in ("minor", "sexual"):
+        feeders = set(data["categories"][cue].get("thresholds", {})) - {"lexical", "semantic", "tag_share"}
+        if not required & feeders:
+            raise PolicyError(
+                f"[image] required must keep a backend that feeds '{cue}' ({', '.join(sorted(feeders))}): "
+                f"without one, minor_sexual could not be detected in images", path=path,
+                line=_line_of(text, ("image",), "required") or _line_of(text, ("image",), "backends"))
 
 
 def _check_types(value: Any, schema: Any, where: tuple[str, ...], fail: Any) -> None:

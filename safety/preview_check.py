@@ -73,6 +73,8 @@ def decode_previews(x0: torch.Tensor, policy: Policy, decoder: PreviewDecoder) -
     settings = policy.section("monitor")
     started = time.perf_counter()
     try:
+        if not bool(x0.isfinite().all()):  # a diverged run cannot be judged: fail closed
+            raise ValueError("x0 has NaN or infinite values")
         previews = preview_images(decoder, x0, size=int(settings["preview_size"]),
                                   max_frames=max(1, int(settings["max_frames"])),
                                   shrink_latent=bool(settings["shrink_latent"]))

@@ -12,7 +12,7 @@ import logging
 import pkgutil
 import sys
 
-from ..errors import GuardUnavailable, PolicyError
+from ..errors import SdguardError
 from ._common import EXIT_USAGE, UsageError
 
 
@@ -35,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(name)s: %(message)s")
     try:
         return args.run(args)
-    except (UsageError, PolicyError, GuardUnavailable, FileNotFoundError, IsADirectoryError,
-            PermissionError) as e:
+    except (UsageError, SdguardError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"sdguard: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # e.g. `sdguard ... | head`
-        return 0
 
 
 if __name__ == "__main__":

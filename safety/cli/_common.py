@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -36,12 +38,30 @@ def add_audit_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit", metavar="FILE", help="append a record per check to this audit trail")
 
 
-def audit_from_args(args: argparse.Namespace) -> AuditLog | None:
-    return AuditLog(args.audit) if args.audit else None
+def audit_from_args(args: argparse.Namespace, policy: Policy) -> AuditLog | None:
+    """The trail named by --audit, else the one the policy's ``[audit] path`` names, else none."""
+    path = args.audit or policy.section("audit")["path"]
+    return AuditLog(path) if path else None
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """One JSON object per line. Non-finite numbers become null (NaN is not JSON). A reader that
+    goes away (`sdguard ... | head`) silences the rest, so the exit status still tells the truth."""
+    try:
+        sys.stdout.write(json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def exit_status(verdicts: Iterable[Verdict]) -> int:

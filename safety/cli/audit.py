@@ -37,7 +37,10 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_tail(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise UsageError("-n must be 0 or more")
-    for rec in AuditLog(args.path).tail(args.n):
+    log = AuditLog(args.path)
+    if not log.path.exists():
+        raise FileNotFoundError(f"no audit trail at {log.path}")
+    for rec in log.tail(args.n):
         if args.json:
             print_json(rec)
         else:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     censor_dir = Path(args.censor_to) if args.censor_to else None
     if censor_dir is not None and censor_dir.exists() and not censor_dir.is_dir():
         raise UsageError(f"--censor-to {censor_dir}: not a folder")
-    log = audit_from_args(args)
+    log = audit_from_args(args, policy)
     unreadable = blocked = False
     for path, relative in files:
         try:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             write_report(args.report, records)
         except OSError as e:
             raise UsageError(f"{args.report}: cannot write the report ({e.strerror or e})") from None
-    log = audit_from_args(args)
+    log = audit_from_args(args, policy)
     if log is not None:
         for verdict in verdicts:
             log.record(verdict, input_hash=verdict.details.get("sha256") or hash_input(verdict.details["path"]),

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         prepared.append((key, fmt.process_in(tensor.float()) if space == "raw" else tensor.float(), space))
     decoder = make_decoder(fmt, args.decoder or policy.section("monitor")["decoder"],
                            search_dirs=args.taesd_dir, model_roots=args.model_root)
-    log = audit_from_args(args)
+    log = audit_from_args(args, policy)
     out_dir = Path(args.out) if args.out else None
     verdicts, reports = [], []
     for key, x0, space in prepared:

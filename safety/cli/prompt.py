@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     items = read_prompts(args.input) if args.input is not None else [(args.text, args.negative)]
     policy = policy_from_args(args)
     verdicts = check_prompts(items, policy)
-    log = audit_from_args(args)
+    log = audit_from_args(args, policy)
     keep_blocked = policy.section("audit")["store_blocked_prompt_text"]
     for (prompt, negative), verdict in zip(items, verdicts):
         if log is not None:

@@ -135,3 +135,52 @@ def test_import_sdguard_loads_no_heavy_dependency(tmp_path):
             "print(sorted(m for m in ('numpy', 'torch', 'onnxruntime', 'PIL', 'cv2') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_example_host_policy_blocks_its_listed_characters(capsys):
+    status, out, _ = run(capsys, "check-prompt", "Ultraman fighting a kaiju", "--policy",
+                         "examples/host-policy.toml", "--json")
+    assert status == 3 and "ip_character" in json.loads(out)["codes"]
+
+
+def test_damaged_audit_trail_is_a_clear_error_not_a_traceback(capsys, tmp_path, lexical_file):
+    log = tmp_path / "audit.jsonl"
+    run(capsys, "check-prompt", "a cat", "--policy", lexical_file, "--audit", str(log))
+    with open(log, "a") as f:
+        f.write("garbage\n")
+    status, out, err = run(capsys, "check-prompt", "a dog", "--policy", lexical_file, "--audit", str(log))
+    assert status == 2 and "damaged" in err
+    status, out, err = run(capsys, "audit", "tail", "--path", str(log))
+    assert status == 2 and "not a JSON record" in err
+    status, out, _ = run(capsys, "audit", "verify", "--path", str(log))
+    assert status == 3 and "line 2" in out
+
+
+def test_audit_of_a_missing_file_does_not_verify(capsys, tmp_path):
+    status, _, err = run(capsys, "audit", "verify", "--path", str(tmp_path / "typo.jsonl"))
+    assert status == 2 and "no audit trail" in err
+
+
+def test_policy_audit_path_is_used_without_the_flag(capsys, tmp_path):
+    log = tmp_path / "locked.jsonl"
+    policy = tmp_path / "school.toml"
+    policy.write_text(f'extends = "classroom"\n[prompt]\nsemantic = "off"\n[audit]\npath = "{log}"\n')
+    run(capsys, "check-prompt", "nude", "--policy", str(policy))
+    assert json.loads(log.read_text().splitlines()[0])["verdict"]["action"] == "block"
+
+
+def test_exit_status_survives_a_closed_pipe(tmp_path, lexical_file):
+    src = tmp_path / "in.txt"
+    src.write_text("a cat\n" * 2000 + "nude\n")
+    exe = pathlib.Path(sys.executable).parent / "sdguard"
+    proc = subprocess.run(f"'{exe}' check-prompt --input '{src}' --policy '{lexical_file}' | head -1; "
+                          "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_json_output_never_contains_nan(capsys):
+    from sdguard.cli._common import print_json
+
+    print_json({"mean": float("nan"), "x": [1.0, float("inf")], "ok": 0.5})
+    assert json.loads(capsys.readouterr().out) == {"mean": None, "x": [1.0, None], "ok": 0.5}

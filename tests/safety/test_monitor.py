@@ -243,6 +243,13 @@ def test_decoder_failure_blocks(tmp_path):
         monitor.on_step(5, 20, latent(CLEAN))
 
 
+def test_non_finite_x0_blocks(tmp_path):
+    x0 = latent(CLEAN)
+    x0[0, 1, 2, 3] = float("nan")
+    with pytest.raises(Blocked, match="NaN or infinite"):
+        monitor_for(make_policy(tmp_path)).on_step(5, 20, x0)
+
+
 def test_missing_required_taesd_refuses_to_start(tmp_path, monkeypatch):
     from sdguard.errors import GuardUnavailable
 

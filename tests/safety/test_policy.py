@@ -119,3 +119,19 @@ def test_policy_is_read_only():
     policy = load_policy()
     with pytest.raises(TypeError):
         policy.data["categories"]["sexual"]["action"] = "allow"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("image", [
+    '[image]\nbackends = []\nrequired = []\n',
+    '[image]\nbackends = ["nudenet", "opennsfw"]\nrequired = ["nudenet", "opennsfw"]\n',
+    '[image]\nrequired = ["age"]\n',
+])
+def test_image_stage_must_keep_detecting_minor_sexual(tmp_path, image):
+    path = write(tmp_path, 'extends = "adult"\n' + image)
+    with pytest.raises(PolicyError, match="minor_sexual could not be detected"):
+        load_policy(path)
+
+
+def test_image_backends_may_be_swapped_for_ones_that_feed_the_same_cues(tmp_path):
+    path = write(tmp_path, 'extends = "adult"\n[image]\nbackends = ["nudenet", "wd14"]\nrequired = ["nudenet", "wd14"]\n')
+    assert load_policy(path).section("image")["required"] == ("nudenet", "wd14")
