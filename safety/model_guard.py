@@ -47,7 +47,7 @@ UNSAFE_FORMAT = "unsafe_format"
 UNSAFE_CODE = "unsafe_code"
 UNKNOWN_IMPORT = "unknown_import"
 # Bump when findings or details change meaning, so cached verdicts from older code are not reused.
-SCREEN_VERSION = "1"
+SCREEN_VERSION = "2"
 _SNIFF_BYTES = 16
 # Real kohya metadata is well under 1 MB (tag counts included); beyond this a file is refused.
 MAX_METADATA_CHARS = 16_000_000
@@ -140,6 +140,8 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
     else:
         details.update(sha256=None, autov2=None, autov3=None)
     stats = tag_stats(metadata)
+    # Unreadable tag counts or image counts could hide a trained concept: the file is malformed.
+    error = error or stats.error
     if lexicon is not None:
         findings += metadata_findings(metadata, details["file_name"], lexicon, policy, stats)
     details.update(details_of(stats, settings["top_tags"]))

@@ -6,6 +6,10 @@ dataset folder names) give one lexical finding per term, like a prompt. The trai
 kohya's ``ss_tag_frequency`` give one finding per category whose score is the *share* of training
 images tagged with that category's terms, judged against the policy's ``tag_share`` threshold:
 one stray tag among 5,000 images is noise; a tag on a tenth of them is what the model learned.
+Protected combinations (minor ∧ sexual, real person ∧ sexual) do not depend on shares, which the
+same file can dilute: cue tags each on at least `MIN_COMBO_IMAGES` images derive them directly.
+Counts that are not non-negative integers, or tag/folder JSON that does not parse, are errors
+(the file blocks as malformed), and the unparsed text is still screened as plain text.
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ CUE_ONLY = frozenset({"adult"})
 MAX_TAGS = 50_000
 # A category without a tag_share threshold fires only when every training image carries it.
 DEFAULT_TAG_SHARE = 1.0
+# ss_num_train_images longer than this is no real count (int() of a huge string is also slow).
+MAX_COUNT_DIGITS = 18
+# A protected combination (minor_sexual, real_person_sexual) fires from the training tags when
+# each of its cue categories is on at least this many images, whatever the share: every image count
+# in the metadata can be inflated by the same file, and a LoRA trained on 40 'loli' and 50 'nude'
+# images is a minor∧sexual LoRA however many other images it claims.
+MIN_COMBO_IMAGES = 3
+TAG_COUNT = "tag_count"
 # Tags quoted per finding in its detail.
 TAGS_PER_FINDING = 5
 _TAG_SEPARATOR = "\n"  # between tags when screened as one text, so no term spans two tags
@@ -61,15 +73,19 @@ class TagStats:
     Args:
         counts (`dict[str, int]`): images per tag (lowercased), most frequent first.
         images (`int`): training images the shares are computed against (0 when unknown).
-        basis (`str`): where `images` came from: ``ss_dataset_dirs``, ``ss_num_train_images`` or
-            ``max tag count``.
-        error (`str`, *optional*): why ``ss_tag_frequency`` or ``ss_dataset_dirs`` could not be read.
+        basis (`str`): where `images` came from: ``ss_dataset_dirs``, ``ss_num_train_images``,
+            ``max tag count`` or ``tag total`` (a claimed count capped at what the tags support).
+        error (`str`, *optional*): why ``ss_tag_frequency``, ``ss_dataset_dirs`` or
+            ``ss_num_train_images`` could not be read; the file then blocks as malformed.
+        unparsed (`tuple[str, ...]`): the metadata keys that failed to parse; their raw text is
+            screened as plain text instead.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
     images: int = 0
     basis: str = ""
     error: str | None = None
+    unparsed: tuple[str, ...] = ()
 
     def top(self, n: int) -> list[tuple[str, int]]:
         return list(self.counts.items())[:n]
@@ -77,53 +93,86 @@ class TagStats:
 
 def tag_stats(metadata: Mapping[str, str]) -> TagStats:
     """Parse kohya's ``ss_tag_frequency`` (``{folder: {tag: count}}`` as a JSON string) and the
-    image count it should be weighed against. Malformed values give an empty result with `.error`."""
-    errors = []
+    image count it should be weighed against.
+
+    Every count must be a non-negative integer; anything else is an error (the file blocks as
+    malformed), never a silently empty result. The image count is the claimed one, raised to the
+    largest tag count and capped at the sum of all tag counts (an image carries at least one tag
+    occurrence), so a claimed count cannot dilute the shares beyond what the tags themselves say.
+    """
+    errors: dict[str, str] = {}
     counts: dict[str, int] = {}
     raw = metadata.get(TAG_KEY)
     if raw:
         try:
-            folders = json.loads(raw)
-            if not isinstance(folders, dict):
-                raise ValueError("not an object")
-            for tags in folders.values():
-                if not isinstance(tags, dict):
-                    raise ValueError("a folder's tags are not an object")
-                for tag, count in tags.items():
-                    if type(count) is not int or count < 0:  # bool is not a count either
-                        raise ValueError(f"count of {tag!r} is not a non-negative integer")
-                    name = tag.strip().lower()
-                    if "  " in name or "\t" in name or "\n" in name:
-                        name = " ".join(name.split())
-                    if name:
-                        counts[name] = counts.get(name, 0) + count
+            counts = _merged_counts(json.loads(raw))
         except (ValueError, RecursionError) as e:
-            errors.append(f"{TAG_KEY}: {e}")
+            errors[TAG_KEY] = str(e)
             counts = {}
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TAGS])
     images, basis = _image_count(metadata, errors)
-    most = next(iter(ordered.values()), 0)
-    if most > images:
-        images, basis = most, "max tag count"
-    return TagStats(ordered, images, basis, "; ".join(errors) or None)
+    if counts:
+        total = sum(counts.values())
+        if images > total:
+            images, basis = total, "tag total"
+        most = next(iter(ordered.values()))
+        if most > images:
+            images, basis = most, "max tag count"
+    error = "; ".join(f"{key}: {message}" for key, message in errors.items()) or None
+    return TagStats(ordered, images, basis, error, tuple(errors))
 
 
-def _image_count(metadata: Mapping[str, str], errors: list[str]) -> tuple[int, str]:
+def _merged_counts(folders: Any) -> dict[str, int]:
+    """``{tag: count}`` summed over folders. Raises `ValueError` on any shape or count problem."""
+    if not isinstance(folders, dict):
+        raise ValueError("not an object")
+    counts: dict[str, int] = {}
+    for tags in folders.values():
+        if not isinstance(tags, dict):
+            raise ValueError("a folder's tags are not an object")
+        for tag, count in tags.items():
+            if not _is_count(count):
+                raise ValueError(f"count of {tag!r} is not a non-negative integer")
+            name = tag.strip().lower()
+            if "  " in name or "\t" in name or "\n" in name:
+                name = " ".join(name.split())
+            if name:
+                counts[name] = counts.get(name, 0) + count
+    return counts
+
+
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0  # bool is an int subclass, and no count either
+
+
+def _image_count(metadata: Mapping[str, str], errors: dict[str, str]) -> tuple[int, str]:
     """Images without repeats: the dataset folders' ``img_count`` sum, else ``ss_num_train_images``
-    (which kohya counts *with* repeats, so shares computed from it err low)."""
+    (which kohya counts *with* repeats, so shares computed from it err low). Both are checked
+    whichever is used; problems go to `errors`."""
+    trained = 0
+    raw = metadata.get(IMAGES_KEY)
+    if raw is not None:
+        if raw.strip().isdecimal() and len(raw.strip()) <= MAX_COUNT_DIGITS:
+            trained = int(raw)
+        else:
+            errors[IMAGES_KEY] = f"{raw[:40]!r} is not a non-negative integer"
     raw = metadata.get(DIRS_KEY)
     if raw:
         try:
             dirs = json.loads(raw)
-            total = sum(int(d.get("img_count", 0)) for d in dirs.values() if isinstance(d, dict))
+            if not isinstance(dirs, dict):
+                raise ValueError("not an object")
+            total = 0
+            for name, info in dirs.items():
+                count = info.get("img_count", 0) if isinstance(info, dict) else None
+                if not _is_count(count):
+                    raise ValueError(f"img_count of {name!r} is not a non-negative integer")
+                total += count
             if total > 0:
                 return total, DIRS_KEY
-        except (ValueError, TypeError, AttributeError, RecursionError) as e:
-            errors.append(f"{DIRS_KEY}: {e}")
-    try:
-        return max(0, int(metadata.get(IMAGES_KEY, "0"))), IMAGES_KEY
-    except ValueError:
-        return 0, ""
+        except (ValueError, RecursionError) as e:
+            errors[DIRS_KEY] = str(e)
+    return trained, IMAGES_KEY if trained else ""
 
 
 def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: TermScanner,
@@ -146,6 +195,9 @@ def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: Term
     folders = _folder_names(metadata.get(DIRS_KEY, ""))
     if folders:
         texts[DIRS_KEY] = _TAG_SEPARATOR.join(folders)
+    stats = stats if stats is not None else tag_stats(metadata)
+    # A value that failed to parse is still screened, as plain text, rather than not at all.
+    texts.update({key: metadata[key] for key in stats.unparsed if key not in texts})
     findings = []
     seen: set[tuple[str, str, str]] = set()
     for key, text in texts.items():
@@ -155,7 +207,6 @@ def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: Term
             seen.add((key, hit.category, hit.term))
             findings.append(Finding(hit.category, 1.0, LEXICAL, policy.threshold(hit.category, LEXICAL, 1.0),
                                     term=hit.term, span=tuple(hit.span), field=key))
-    stats = stats if stats is not None else tag_stats(metadata)
     findings += _tag_findings(stats, lexicon, policy)
     return findings
 
@@ -168,19 +219,40 @@ def _tag_findings(stats: TagStats, lexicon: TermScanner, policy: Policy) -> list
         for category, _ in hits:
             per_category.setdefault(category, {})[tag] = stats.counts[tag]
     findings = []
+    ranked: dict[str, list[tuple[str, int]]] = {}
     for category, hits in per_category.items():
-        ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
-        top_tag, count = ranked[0]
+        ranked[category] = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
+        top_tag, count = ranked[category][0]
         # The largest single tag is a lower bound on the images carrying any of these tags.
         share = min(1.0, count / stats.images)
-        quoted = ", ".join(f"{tag} ({n})" for tag, n in ranked[:TAGS_PER_FINDING])
-        more = f" and {len(ranked) - TAGS_PER_FINDING} more" if len(ranked) > TAGS_PER_FINDING else ""
         findings.append(Finding(
             category, share, TAG_SHARE, policy.threshold(category, TAG_SHARE, DEFAULT_TAG_SHARE),
             term=top_tag, field=TAG_KEY,
-            detail=f"{count} of {stats.images} training images ({share:.1%}); tags: {quoted}{more}",
+            detail=f"{count} of {stats.images} training images ({share:.1%}); tags: {_quoted(ranked[category])}",
+        ))
+    return findings + _combo_findings(ranked, policy)
+
+
+def _combo_findings(ranked: Mapping[str, list[tuple[str, int]]], policy: Policy) -> list[Finding]:
+    """Protected combinations whose cues each reach `MIN_COMBO_IMAGES` images (shares aside)."""
+    cues = {category: tags for category, tags in ranked.items() if tags[0][1] >= MIN_COMBO_IMAGES}
+    findings = []
+    for name, combo in policy.combinations.items():
+        present = [c for c in combo.any if c in cues][:1]
+        if not all(c in cues for c in combo.all) or (combo.any and not present):
+            continue
+        parts = [*combo.all, *present]
+        findings.append(Finding(
+            name, 1.0, TAG_COUNT, None, term=cues[parts[0]][0][0], field=TAG_KEY,
+            detail=" + ".join(f"{c}: {_quoted(cues[c])}" for c in parts)
+                   + f" training images (each ≥ {MIN_COMBO_IMAGES}, however many others)",
         ))
     return findings
+
+
+def _quoted(ranked: list[tuple[str, int]]) -> str:
+    more = f" and {len(ranked) - TAGS_PER_FINDING} more" if len(ranked) > TAGS_PER_FINDING else ""
+    return ", ".join(f"{tag} ({n})" for tag, n in ranked[:TAGS_PER_FINDING]) + more
 
 
 # Term hits per tag, per term engine: LoRAs share most of their tags ("1girl", "solo", ...), so a
@@ -239,9 +311,8 @@ def _spaced(text: str) -> str:
 
 
 def details_of(stats: TagStats, top_n: int) -> dict[str, Any]:
-    """Verdict details for the training tags: the top tags and what shares were computed against."""
+    """Verdict details for the training tags: the top tags and what shares were computed against
+    (a parse error is the caller's ``error``, see `TagStats.error`)."""
     out: dict[str, Any] = {"top_tags": [[tag, n] for tag, n in stats.top(top_n)],
                            "train_images": stats.images}
-    if stats.error:
-        out["metadata_error"] = stats.error
     return out

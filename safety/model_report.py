@@ -95,8 +95,6 @@ def _file_section(record: Mapping[str, Any]) -> str:
         images = record.get("train_images") or 0
         rows = [[tag, count, f"{count / images:.1%}" if images else ""] for tag, count in tags]
         out.append(_table(("tag", "images", "share"), rows, caption="Top training tags"))
-    if record.get("metadata_error"):
-        out.append(f'<p class="error">Metadata: {_e(record["metadata_error"])}</p>')
     out.append("</section>")
     return "\n".join(out)
 

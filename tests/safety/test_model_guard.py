@@ -295,3 +295,35 @@ def test_a_policy_cannot_relax_listed_hashes_or_dangerous_code(tmp_path: Path, c
 
     with pytest.raises(PolicyError, match="cannot be relaxed"):
         _policy(tmp_path, f'extends = "adult"\n[categories.{category}]\naction = "warn"\n')
+
+
+@pytest.mark.parametrize("profile", ["classroom", "public", "adult"])
+@pytest.mark.parametrize("tags, extra", [
+    ({"loli": 40, "nude": 50, "1girl": 100, "zzz": 100_000}, {}),  # one huge tag dilutes the shares
+    ({"loli": 40, "nude": 50, "1girl": 100}, {"ss_num_train_images": "100000000"}),
+    ({"loli": 40, "nude": 50, "1girl": 100}, {"ss_dataset_dirs": '{"10_subject": {"img_count": 99999999}}'}),
+])
+def test_minor_and_sexual_tags_cannot_be_diluted(tmp_path: Path, check, profile: str, tags, extra) -> None:
+    meta = kohya_metadata(tags)
+    meta.update(extra)
+    v = check(write_safetensors(tmp_path / "x.safetensors", meta), profile)
+    assert v.action is Action.BLOCK and "minor_sexual" in v.codes
+
+
+@pytest.mark.parametrize("raw", ['{"d": {"loli": 40, "nude": 50, "zzz": -1000}}', "{not json, loli, nude",
+                                 '{"d": {"loli": 40, "nude": 50, "zzz": 1.5}}'])
+def test_malformed_tag_frequency_blocks_and_its_text_is_screened(tmp_path: Path, check, raw: str) -> None:
+    meta = {"ss_tag_frequency": raw}
+    v = check(write_safetensors(tmp_path / "x.safetensors", meta), "adult")
+    assert v.action is Action.BLOCK and v.codes[0] == "malformed_input"
+    assert v.details["error"].startswith("ss_tag_frequency")
+    assert {"minor", "sexual"} <= set(v.categories)  # the raw text went through the term lists
+
+
+def test_malformed_image_counts_block(tmp_path: Path, check) -> None:
+    for extra in ({"ss_num_train_images": "-5"}, {"ss_num_train_images": "many"},
+                  {"ss_dataset_dirs": '{"10_subject": {"img_count": -3}}'}):
+        meta = kohya_metadata({"1girl": 10})
+        meta.update(extra)
+        v = check(write_safetensors(tmp_path / "x.safetensors", meta), "adult")
+        assert v.action is Action.BLOCK and "malformed_input" in v.codes, extra

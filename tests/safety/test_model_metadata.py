@@ -22,8 +22,10 @@ def test_tags_merge_across_folders_and_count_images_without_repeats() -> None:
 
 
 def test_image_count_falls_back_to_num_train_images_then_max_tag() -> None:
+    tags = json.dumps({"d": {"a": 7, "b": 60}})
+    assert tag_stats({"ss_tag_frequency": tags, "ss_num_train_images": "50"}).images == 60
+    assert tag_stats({"ss_tag_frequency": tags, "ss_num_train_images": "65"}).images == 65
     tags = json.dumps({"d": {"a": 7}})
-    assert tag_stats({"ss_tag_frequency": tags, "ss_num_train_images": "50"}).images == 50
     stats = tag_stats({"ss_tag_frequency": tags})
     assert (stats.images, stats.basis) == (7, "max tag count")
 
@@ -52,3 +54,19 @@ def test_modelspec_fields_are_screened_with_their_key() -> None:
     meta = {"modelspec.tags": "anime, child, style", "modelspec.trigger_phrase": "nude pose"}
     found = {(f.field, f.category, f.term) for f in metadata_findings(meta, "x", FakeLexicon(), load_policy("public"))}
     assert found == {("modelspec.tags", "minor", "child"), ("modelspec.trigger_phrase", "sexual", "nude")}
+
+
+def test_image_count_cannot_exceed_what_the_tags_support() -> None:
+    tags = json.dumps({"d": {"a": 7, "b": 3}})
+    stats = tag_stats({"ss_tag_frequency": tags, "ss_num_train_images": "5000000"})
+    assert stats.images == 10  # at most one image per tag occurrence
+
+
+def test_a_few_minor_and_sexual_images_make_minor_sexual_however_diluted() -> None:
+    policy = load_policy("adult")
+    for tags, expected in (({"loli": 3, "nude": 3, "zzz": 10**6}, True), ({"loli": 2, "nude": 50, "zzz": 10**6}, False)):
+        findings = metadata_findings(kohya_metadata(tags), "x", FakeLexicon(), policy)
+        derived = [f for f in findings if f.category == "minor_sexual"]
+        assert bool(derived) is expected, tags
+        if expected:
+            assert derived[0].fired and "loli (3)" in derived[0].detail and "nude (3)" in derived[0].detail
