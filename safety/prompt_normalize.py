@@ -48,6 +48,17 @@ _JOINERS = frozenset(".-_*'~·|/+#")  # single characters, compared with whole g
 # Joiners that usually hide a letter ("n*de"), and the letters they usually hide.
 _MASKS = frozenset("*#")
 _MASKED_LETTERS = "aeiou"
+# Characters matched as CJK: kana, CJK ideographs (and extensions), half-width katakana.
+CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+# A gap that may split CJK characters: 1-3 separators (not letters, digits or prompt syntax).
+_CJK_GAP = r"(?:(?![:()\[\]{}<>|\n])[\W_]){1,%d}" % _MAX_SPACED_GAP
+# Two or more single CJK characters, each set apart by a gap ("萝 莉", "小.女.孩"). The character
+# class and the gap class are disjoint, so a failed match backs off at most one run: linear.
+_CJK_SINGLES_RE = re.compile(f"(?<![{CJK_CLASS}])[{CJK_CLASS}](?:{_CJK_GAP}[{CJK_CLASS}])+(?![{CJK_CLASS}])")
+_CJK_GAP_RE = re.compile(_CJK_GAP)
+_CJK_RUN_BEFORE_RE = re.compile(f"[{CJK_CLASS}]+{_CJK_GAP}$")
+_CJK_RUN_AFTER_RE = re.compile(f"{_CJK_GAP}[{CJK_CLASS}]+")
+_CJK_CHAR_RE = re.compile(f"[{CJK_CLASS}]")
 
 
 def _read_pairs(name: str) -> dict[str, str]:
@@ -286,6 +297,34 @@ class Words:
             if gaps[i] in _MASKS:
                 out.extend(Word(left + vowel + right, start, end) for vowel in _MASKED_LETTERS)
         return out
+
+
+def cjk_spaced_runs(text: str, reach: int) -> list[Word]:
+    """Runs of single CJK characters split by spaces or punctuation ("萝 莉", "小.女.孩"), glued.
+
+    Two single characters in a row are enough (one CJK character is a word, unlike one Latin
+    letter); words of two or more characters stay apart ("我们, 朋友" is ordinary text). The words
+    right before and after a run join it, up to `reach` characters, so a term that ends or starts
+    inside the run is found ("萝 莉色情" ... "一个小女孩 裸 体").
+
+    Args:
+        text (`str`): folded text.
+        reach (`int`): how many characters of a neighbouring word may belong to a term (the
+            longest CJK term less one).
+
+    Returns:
+        `list[Word]`: glued runs; ``letters`` holds each character's folded position.
+    """
+    out = []
+    for match in _CJK_SINGLES_RE.finditer(text):
+        start, end = match.span()
+        before = _CJK_RUN_BEFORE_RE.search(text, max(0, start - reach - _MAX_SPACED_GAP), start)
+        after = _CJK_RUN_AFTER_RE.match(text, end, end + reach + _MAX_SPACED_GAP)
+        first = before.start() if before else start
+        last = after.end() if after else end
+        letters = tuple(m.start() for m in _CJK_CHAR_RE.finditer(text, first, last))  # drops the gaps
+        out.append(Word("".join(map(text.__getitem__, letters)), first, last, letters))
+    return out
 
 
 def _is_spacing(gap: str) -> bool:

@@ -21,7 +21,8 @@ from itertools import compress, repeat
 from operator import is_, is_not
 from typing import Any, NamedTuple
 
-from .prompt_normalize import WORD_RE, Word, Words, collapse, deleet, fold_term, has_long_run
+from .prompt_normalize import (CJK_CLASS, WORD_RE, Word, Words, cjk_spaced_runs, collapse, deleet, fold_term,
+                               has_long_run)
 
 # Categories a list entry may have. "exception" entries suppress hits inside them.
 CATEGORIES = ("sexual", "suggestive", "minor", "adult", "minor_sexual", "violence",
@@ -38,9 +39,7 @@ _MAX_CACHED_WORD = 64
 # Stretched words ("nuude") are only collapsed onto list words of at least this length, unless a
 # letter repeats three times ("seeex"): short collapses ("kidd" → "kid") hit real names.
 MIN_COLLAPSED = 4
-# Characters matched as CJK: kana, CJK ideographs (and extensions), half-width katakana.
-_CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
-_CJK_RE = re.compile(f"[{_CJK_CLASS}]")
+_CJK_RE = re.compile(f"[{CJK_CLASS}]")
 _NAME_DOTS = "·・"
 # Trie key that marks the end of a pattern (not a character, so it never matches text).
 _END = 0
@@ -103,6 +102,11 @@ class TermTrie:
 
     def __bool__(self) -> bool:
         return self._starts is not None or self._singles is not None
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest pattern."""
+        return self._longest
 
     def find(self, text: str) -> Iterator[tuple[int, int, Entry]]:
         """Yield ``(start, end, value)`` for every occurrence (overlapping ones included)."""
@@ -288,7 +292,22 @@ class TermIndex:
 
     def match_cjk(self, text: str) -> list[RawHit]:
         """Hits of CJK entries in folded `text` (substrings: CJK has no spaces between words)."""
-        return [RawHit(entry, start, end) for start, end, entry in self._cjk.find(text)]
+        hits = [RawHit(entry, start, end) for start, end, entry in self._cjk.find(text)]
+        if self._cjk:
+            hits.extend(self._match_cjk_spaced(text))
+        return hits
+
+    def _match_cjk_spaced(self, text: str) -> list[RawHit]:
+        """Hits of CJK entries spelled out with gaps ("萝 莉", "小.女.孩"); only those that cross a
+        gap (the others were found in the text as it is)."""
+        hits = []
+        for word in cjk_spaced_runs(text, self._cjk.longest - 1):
+            letters = word.letters
+            for start, end, entry in self._cjk.find(word.text):
+                first, last = letters[start], letters[end - 1]
+                if last - first != end - 1 - start:
+                    hits.append(RawHit(entry, first, last + 1))
+        return hits
 
 
 def _cjk_variants(key: str) -> list[str]:

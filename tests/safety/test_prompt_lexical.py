@@ -236,6 +236,27 @@ def test_obfuscation_in_cjk(lexicon):
     assert ("minor", "12岁") in hits(lexicon, "１２歲")  # full-width digits, traditional 歲
 
 
+@pytest.mark.parametrize("text", ["萝 莉 色情", "小.女.孩 裸体", "小-女-孩 nude", "蘿\u3000莉 裸體", "一个小女孩 裸 体",
+                                  "小_女_孩，裸。体", "ロ リ エ ロ"])
+def test_spaced_or_punctuated_cjk_minor_sexual_is_blocked_even_in_adult(lexical_policy, text):
+    verdict = check_prompt(text, policy=lexical_policy("adult"))
+    assert verdict.blocked and "minor_sexual" in verdict.codes
+
+
+def test_spaced_cjk_spans_point_into_the_original(lexicon):
+    assert [h.span for h in lexicon.scan("蘿\u3000莉") if h.term == "萝莉"] == [(0, 3)]
+    assert [h.span for h in lexicon.scan("一个小女孩 裸 体") if h.term == "裸体"] == [(6, 9)]
+    ip = Lexicon.from_files(ip_characters=["奥特曼"])
+    assert [(h.category, h.span) for h in ip.scan("a 奥 特 曼 toy")] == [("ip_character", (2, 7))]
+
+
+@pytest.mark.parametrize("text", ["我 爱 你", "小 猫 在 睡 觉", "我们，朋友，好，色彩", "他说：好，色彩鲜艳。",
+                                  "今天 天气 很 好， 我们 去 公园", "大 小 不 一", "女 孩 子 们 在 读 书",
+                                  "一个小女孩，在 放 风 筝"])
+def test_spaced_ordinary_chinese_does_not_fire(lexicon, text):
+    assert [h for h in lexicon.scan(text) if h.category not in ("adult", "minor")] == []
+
+
 def test_camel_case_lora_names_are_split(lexicon):
     assert {("minor", "loli"), ("sexual", "nsfw")} <= hits(lexicon, "<lora:MyLoliNsfw:0.7>")
 
