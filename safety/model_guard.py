@@ -155,6 +155,28 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
     return replace(verdict, action=Action.BLOCK, reasons=(reason, *verdict.reasons))
 
 
+def unreadable(path: str | os.PathLike[str], policy: Policy, error: OSError) -> Verdict:
+    """The verdict for a file that cannot be read (a broken link, a link loop, no permission, not a
+    regular file): it cannot be screened, so it blocks with reason ``malformed_input``.
+
+    Args:
+        path (`str` or `PathLike`): the file as named.
+        policy (`Policy`): the policy in force (named in the verdict).
+        error (`OSError`): what `check_model_file` raised.
+
+    Returns:
+        `Verdict` with ``details["error"]`` saying why; ``format`` is judged by the extension alone.
+    """
+    name = os.path.abspath(path)
+    suffix = Path(name).suffix.lower()
+    fmt = SAFETENSORS if suffix in SAFETENSORS_EXTS else PICKLE if suffix in PICKLE_EXTS else UNKNOWN
+    message = f"cannot be read ({error.strerror or error})"
+    details = {"path": name, "file_name": os.path.basename(name), "format": fmt, "size": None,
+               "sha256": None, "autov2": None, "autov3": None, "error": message}
+    reason = Reason(MALFORMED_INPUT, Action.BLOCK, f"{MALFORMED_INPUT}: this file {message}; blocked")
+    return replace(decide(STAGE, [], policy, details), action=Action.BLOCK, reasons=(reason,))
+
+
 def detect_format(path: str | os.PathLike[str]) -> str:
     """``safetensors``, ``pickle`` or ``unknown``.
 

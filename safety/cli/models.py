@@ -12,10 +12,10 @@ from typing import IO, Any
 
 from ..audit import hash_input
 from ..hash_blocklist import Blocklist, BlocklistError
-from ..model_guard import MODEL_EXTS, check_model_file, default_cache
+from ..model_guard import MODEL_EXTS, check_model_file, default_cache, unreadable
 from ..model_report import write_report
 from ..verdict import Verdict
-from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
+from ._common import (EXIT_USAGE, UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
                       policy_from_args, print_json)
 
 # Without a terminal, progress lines appear only for scans at least this long (a cron job's log
@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scan-models", help="screen LoRAs, checkpoints and embeddings before they load",
                        description="Screen model files (folders are walked for "
                                    f"{' '.join(MODEL_EXTS)}): hashes, blocklists, pickle imports, "
-                                   "metadata and training tags.")
+                                   "metadata and training tags. Prints one result per file; exit 0 "
+                                   "none blocked, 3 some blocked, 2 some file unreadable (it is "
+                                   "reported as blocked and the rest are still scanned).")
     p.add_argument("paths", nargs="+", metavar="PATH", help="model files or folders")
     add_policy_args(p)
     p.add_argument("--blocklist", action="append", default=[], metavar="FILE",
@@ -50,11 +52,14 @@ def run(args: argparse.Namespace) -> int:
     cache = default_cache()
     progress = Progress(len(files), sys.stderr)
     verdicts: list[Verdict] = []
+    any_unreadable = False
     for path in files:
         try:
             verdicts.append(check_model_file(path, policy, blocklists=blocklists, cache=cache))
-        except OSError as e:  # nothing printed yet: the whole scan is refused, as for bad usage
-            raise UsageError(f"{path}: cannot read ({e.strerror or e})") from None
+        except OSError as e:  # a broken link in models/loras must not hide the other files' verdicts
+            any_unreadable = True
+            verdicts.append(unreadable(path, policy, e))
+            print(f"sdguard: error: {path}: {verdicts[-1].details['error']}", file=sys.stderr)
         progress.step(path)
     progress.close()
     records = [file_record(v) for v in verdicts]
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{record['action'].upper():6} {record['path']}")
             for reason in record["reasons"]:
                 print(f"       {reason}")
-    return exit_status(verdicts)
+    # As check-image: 2 when some file could not be read (its record blocks; the rest are reported).
+    return EXIT_USAGE if any_unreadable else exit_status(verdicts)
 
 
 def file_record(verdict: Verdict) -> dict[str, Any]:
@@ -90,7 +96,7 @@ def file_record(verdict: Verdict) -> dict[str, Any]:
 def collect_files(paths: Sequence[str]) -> list[str]:
     """Files given by name, and model files found under folders (sorted, links to folders not
     followed, so a loop cannot trap the walk). Raises `UsageError` for a path that does not exist."""
-    missing = [p for p in paths if not os.path.exists(p)]
+    missing = [p for p in paths if not os.path.lexists(p)]  # a broken link is a file to report
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     seen: dict[str, None] = {}

@@ -155,5 +155,27 @@ def test_a_fifo_is_refused_not_waited_on(capsys, tmp_path: Path) -> None:
 
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
-    status, out, err = run(capsys, "scan-models", str(fifo))
-    assert status == 2 and out == "" and "not a regular file" in err
+    status, out, err = run(capsys, "scan-models", "--json", str(fifo))
+    assert status == 2 and "not a regular file" in err
+    assert json.loads(out)["action"] == "block" and "not a regular file" in json.loads(out)["error"]
+
+
+def test_an_unreadable_file_is_blocked_and_the_rest_still_scanned(capsys, models: Path) -> None:
+    import os
+
+    loras = models / "loras"
+    os.symlink("/nonexistent/model.safetensors", loras / "broken.safetensors")
+    os.symlink("loop.safetensors", loras / "loop.safetensors")
+    status, out, err = run(capsys, "scan-models", "--json", str(models))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert status == 2
+    assert [Path(r["path"]).name for r in records] == ["broken.safetensors", "clean.safetensors",
+                                                       "loop.safetensors", "explicit.safetensors"]
+    by_name = {Path(r["path"]).name: r for r in records}
+    for name in ("broken.safetensors", "loop.safetensors"):
+        assert by_name[name]["action"] == "block" and "cannot be read" in by_name[name]["error"]
+        assert name in err
+    assert by_name["clean.safetensors"]["action"] == "allow" and by_name["clean.safetensors"]["error"] is None
+    assert by_name["explicit.safetensors"]["action"] == "block"
+    status, out, err = run(capsys, "scan-models", str(loras / "broken.safetensors"))
+    assert status == 2 and out.startswith("BLOCK") and "broken.safetensors" in err
