@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from .errors import PolicyError
 from .prompt_ages import ADULT_AGE, chinese_ages, word_ages
 from .prompt_normalize import Folded, Word, Words, fold
 from .prompt_terms import EXCEPTION, Entry, RawHit, TermIndex, bundled_entries, bundled_fingerprint, read_terms
@@ -121,6 +123,7 @@ class Lexicon:
 
         Raises:
             `FileNotFoundError`: a list file does not exist.
+            `PolicyError`: a list file is not UTF-8 text.
             `ValueError`: an unknown category or an entry that cannot match.
 
         Example:
@@ -143,6 +146,7 @@ class Lexicon:
 
         Raises:
             `FileNotFoundError`: a list the policy names does not exist.
+            `PolicyError`: a list the policy names is not UTF-8 text.
         """
         lists = policy.section("lists")
         folder = Path(policy.source).parent if not policy.source.startswith("builtin:") else Path.cwd()
@@ -284,15 +288,25 @@ def _camel_parts(original: str, found: Words, index: TermIndex) -> list[Word]:
 
 
 def _read_source(source: TermSource) -> list[str]:
-    """Entries from a list file (str or PathLike) or an iterable of entries."""
+    """Entries from a list file (str or PathLike) or an iterable of entries.
+
+    Raises:
+        `FileNotFoundError`: the file does not exist.
+        `PolicyError`: the file is not UTF-8 text (the message names the file and byte offset).
+    """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
-            return read_terms(path.read_text("utf-8-sig"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"term list not found: {path}") from None
+        bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = raw[bom:].decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+            raise PolicyError(f"term list is not UTF-8 text (invalid byte at offset {bom + e.start}); "
+                              "save it as UTF-8", path=str(path)) from None
+        return read_terms(text)
     return [str(term).strip() for term in source if str(term).strip()]
 
 

@@ -351,6 +351,22 @@ def test_host_list_errors(tmp_path):
         Lexicon.default().scan(b"bytes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("raw,offset", [(b"Jane Example\n\xff\xfeX\n", 13), (b"\xef\xbb\xbfab\xe9\n", 5)])
+def test_host_list_not_utf8_is_a_policy_error_naming_file_and_byte(tmp_path, raw, offset):
+    from sdguard.errors import PolicyError
+
+    path = tmp_path / "persons.txt"
+    path.write_bytes(raw)
+    with pytest.raises(PolicyError, match=f"persons.txt.*offset {offset}"):
+        Lexicon.from_files(real_persons=path)
+
+
+def test_host_list_with_bom_loads(tmp_path):
+    path = tmp_path / "persons.txt"
+    path.write_bytes("\ufeffJane Example\n".encode())
+    assert ("real_person", "Jane Example") in hits(Lexicon.from_files(real_persons=path), "jane example")
+
+
 # --- API --------------------------------------------------------------------------------------
 
 def test_default_is_built_once():
