@@ -1,8 +1,8 @@
 """Screening a model's metadata with the prompt stage's term engine: names, descriptions and the
 training tags, weighed by how many training images carry them.
 
-Text fields (the file name, ``ss_output_name``, ``ss_training_comment``, ``modelspec.*``, the
-dataset folder names) give one lexical finding per term, like a prompt. The training tags in
+Text fields (the file name and every ``__metadata__`` value, with the dataset folder names of
+``ss_dataset_dirs`` in place of its JSON) give one lexical finding per term, like a prompt. The training tags in
 kohya's ``ss_tag_frequency`` give one finding per category whose score is the *share* of training
 images tagged with that category's terms, judged against the policy's ``tag_share`` threshold:
 one stray tag among 5,000 images is noise; a tag on a tenth of them is what the model learned.
@@ -18,19 +18,18 @@ import bisect
 import json
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .policy import Policy
 from .verdict import Finding
 
-TEXT_KEYS = ("ss_output_name", "ss_training_comment", "modelspec.title", "modelspec.description",
-             "modelspec.tags", "modelspec.trigger_phrase")
 TAG_KEY = "ss_tag_frequency"
 DIRS_KEY = "ss_dataset_dirs"
 IMAGES_KEY = "ss_num_train_images"
 FILE_NAME_FIELD = "file_name"
+KEYS_FIELD = "__metadata__ keys"  # the metadata's key names are attacker-chosen text too
 LEXICAL = "lexical"
 TAG_SHARE = "tag_share"
 # The prompt stage's "adult" hits only soften minor cues in a negative prompt; they are no
@@ -187,26 +186,35 @@ def metadata_findings(metadata: Mapping[str, str], file_name: str, lexicon: Term
         stats (`TagStats`, *optional*): `tag_stats(metadata)`, when the caller already has it.
 
     Returns:
-        `list[Finding]`: lexical findings (field = the metadata key or ``file_name``) and one
-        ``tag_share`` finding per category seen in the training tags.
+        `list[Finding]`: lexical findings over every metadata value (field = its key), the key
+        names (field ``__metadata__ keys``) and the file name (field ``file_name``); one
+        ``tag_share`` finding per category seen in the training tags; and ``tag_count`` findings
+        for protected combinations whose cue tags each reach `MIN_COMBO_IMAGES` images.
     """
-    texts: dict[str, str] = {FILE_NAME_FIELD: file_name}
-    texts.update({key: metadata[key] for key in TEXT_KEYS if metadata.get(key)})
-    folders = _folder_names(metadata.get(DIRS_KEY, ""))
-    if folders:
-        texts[DIRS_KEY] = _TAG_SEPARATOR.join(folders)
     stats = stats if stats is not None else tag_stats(metadata)
-    # A value that failed to parse is still screened, as plain text, rather than not at all.
-    texts.update({key: metadata[key] for key in stats.unparsed if key not in texts})
+    fields = [FILE_NAME_FIELD]
+    texts = [file_name]
+    for key, value in metadata.items():
+        fields.append(KEYS_FIELD)
+        texts.append(key)
+        if key == TAG_KEY and key not in stats.unparsed:
+            continue  # the tags are weighed by share below; a stray one is not a lexical hit
+        if key == DIRS_KEY and key not in stats.unparsed:
+            value = _TAG_SEPARATOR.join(_folder_names(value))
+        if value:
+            fields.append(key)
+            texts.append(value)
     findings = []
     seen: set[tuple[str, str, str]] = set()
-    for key, text in texts.items():
-        for hit in lexicon.scan(_spaced(text), key):
-            if hit.category in CUE_ONLY or (key, hit.category, hit.term) in seen:
-                continue
-            seen.add((key, hit.category, hit.term))
-            findings.append(Finding(hit.category, 1.0, LEXICAL, policy.threshold(hit.category, LEXICAL, 1.0),
-                                    term=hit.term, span=tuple(hit.span), field=key))
+    # One term-engine call for all fields: its cost is mostly per call, and metadata can hold
+    # thousands of keys (the total text is capped by the caller).
+    for index, hit, offset in _scan_joined(texts, lexicon, LEXICAL):
+        key = fields[index]
+        if (key, hit.category, hit.term) in seen:
+            continue
+        seen.add((key, hit.category, hit.term))
+        findings.append(Finding(hit.category, 1.0, LEXICAL, policy.threshold(hit.category, LEXICAL, 1.0),
+                                term=hit.term, span=(hit.span[0] - offset, hit.span[1] - offset), field=key))
     findings += _tag_findings(stats, lexicon, policy)
     return findings
 
@@ -280,18 +288,24 @@ def _tag_hits(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[st
 
 
 def _scan_tags(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:
-    starts, position = [], 0
-    for tag in tags:
-        starts.append(position)
-        position += len(tag) + len(_TAG_SEPARATOR)
-    # One call over all tags: the term engine's cost is mostly per call, and a LoRA has thousands.
     hits: dict[str, dict[tuple[str, str], None]] = {tag: {} for tag in tags}
-    for hit in lexicon.scan(_spaced(_TAG_SEPARATOR.join(tags)), TAG_KEY):
-        index = bisect.bisect_right(starts, hit.span[0]) - 1
-        if hit.category in CUE_ONLY or hit.span[1] > starts[index] + len(tags[index]):
-            continue  # a cue only, or a phrase spanning two tags
+    for index, hit, _ in _scan_joined(tags, lexicon, TAG_KEY):
         hits[tags[index]][(hit.category, hit.term)] = None
     return {tag: tuple(found) for tag, found in hits.items()}
+
+
+def _scan_joined(texts: list[str], lexicon: TermScanner, field: str) -> Iterator[tuple[int, TermHitLike, int]]:
+    """Scan `texts` in one term-engine call: ``(index of the text, hit, the text's offset)`` for
+    each hit inside one text; cue-only hits and phrases spanning two texts are dropped."""
+    starts, position = [], 0
+    for text in texts:
+        starts.append(position)
+        position += len(text) + len(_TAG_SEPARATOR)
+    for hit in lexicon.scan(_spaced(_TAG_SEPARATOR.join(texts)), field):
+        index = bisect.bisect_right(starts, hit.span[0]) - 1
+        if hit.category in CUE_ONLY or hit.span[1] > starts[index] + len(texts[index]):
+            continue
+        yield index, hit, starts[index]
 
 
 def _folder_names(raw: str) -> list[str]:

@@ -70,3 +70,23 @@ def test_a_few_minor_and_sexual_images_make_minor_sexual_however_diluted() -> No
         assert bool(derived) is expected, tags
         if expected:
             assert derived[0].fired and "loli (3)" in derived[0].detail and "nude (3)" in derived[0].detail
+
+
+def test_every_metadata_value_is_screened_with_its_key() -> None:
+    datasets = '[{"subsets": [{"class_tokens": "child"}]}]'
+    meta = {"description": "loli nude", "ss_datasets": datasets, "ss_network_dim": "32", "gore": ""}
+    found = {(f.field, f.category, f.term, f.span) for f in metadata_findings(meta, "x", FakeLexicon(),
+                                                                              load_policy("public"))}
+    assert found == {("description", "minor", "loli", (0, 4)), ("description", "sexual", "nude", (5, 9)),
+                     ("ss_datasets", "minor", "child", (datasets.index("child"), datasets.index("child") + 5)),
+                     ("__metadata__ keys", "violence", "gore", (0, 4))}
+
+
+def test_screening_many_keys_is_one_term_engine_call_and_tags_stay_weighed() -> None:
+    meta = {f"k{i}": "plain words" for i in range(1000)}
+    meta.update(kohya_metadata({"nude": 1, "1girl": 5000}, images=5000))
+    lexicon = FakeLexicon()
+    findings = metadata_findings(meta, "x", lexicon, load_policy("public"))
+    assert lexicon.calls <= 2  # the texts in one call, the tags in one more
+    [nude] = findings  # the stray tag is weighed by share, never screened as raw text
+    assert (nude.source, nude.fired) == ("tag_share", False)
