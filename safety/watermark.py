@@ -65,7 +65,8 @@ NOMINAL_TOLERANCE = 0.01   # a found period this close to the nominal one makes 
 MAX_ANISOTROPY = 0.03      # period_x and period_y of a real tile agree (cells are square)
 BLOCK_NOTCH = 4            # fold DFT bins (u, v), both multiples of this, hold block-grid artefacts
 _PERIOD_CANDIDATES = 2
-MAX_HYPOTHESES = _PERIOD_CANDIDATES + 1  # plus the nominal period (see _candidates)
+CHROMA_READINGS = (1.0, 0.0)  # weights of the chroma band in the decodes tried at each period
+MAX_HYPOTHESES = (_PERIOD_CANDIDATES + 1) * len(CHROMA_READINGS)  # periods: plus the nominal one (see _candidates)
 LUMA_WEIGHT, CHROMA_WEIGHT = 0.9, 0.436  # share of the mask's amplitude in luma and chroma (squares sum to 1)
 CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
 CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
@@ -143,24 +144,18 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     cells = np.tile(tile, (rows // TILE + 2, cols // TILE + 2))
     cells = cells[:rows + TILE, :cols + TILE]
     cells, shifted = cells[:rows, :cols], cells[TILE // 2:TILE // 2 + rows, TILE // 2:TILE // 2 + cols]
-    amp = _texture_mask(rgb, (cols, rows), cell, ssim_target)
+    amp, fades = _texture_mask(rgb, (cols, rows), cell, ssim_target)
     # Luma and chroma carry the same tile, the chroma copy shifted by half a tile so the two patterns
     # are independent (each channel's SSIM window sees their variances add, not their amplitudes).
+    # Each channel fades on its own near black, so a saturated colour keeps its mark in the others.
     box = (0, 0, w / cell, h / cell)
-    dy, dc = (np.asarray(Image.fromarray((c * amp).astype(np.float32), "F").resize((w, h), Image.BILINEAR, box=box))
-              for c in (cells, shifted))
-    wy, wc = LUMA_WEIGHT, CHROMA_WEIGHT
-    # Per-channel deltas: R = wy*dy + wc*dc, G = wy*dy + CHROMA_G*wc*dc, B = wy*dy; the MSE over the
-    # three channels from BLAS dots (no full-size temporaries).
-    fy, fc = dy.ravel(), dc.ravel()
-    yy, cc, yc = (float(np.dot(a, b)) / fy.size for a, b in ((fy, fy), (fc, fc), (fy, fc)))
-    mse = wy * wy * yy + wc * wc * cc * (1 + CHROMA_G * CHROMA_G) / 3 + 2 * wy * wc * yc * (1 + CHROMA_G) / 3
+    deltas = [np.asarray(Image.fromarray((amp * fade * (LUMA_WEIGHT * cells + k * CHROMA_WEIGHT * shifted)).astype(
+        np.float32), "F").resize((w, h), Image.BILINEAR, box=box)) for fade, k in zip(fades, (1.0, CHROMA_G, 0.0))]
+    mse = sum(float(np.dot(d.ravel(), d.ravel())) for d in deltas) / (3 * h * w)  # BLAS dots: no temporaries
     scale = min(1.0, strength / max(np.sqrt(mse), 1e-12))  # the PSNR budget caps what the SSIM mask allows
     out = rgb.astype(np.int16)
-    ly = np.rint(dy * (wy * scale)).astype(np.int16)
-    out[:, :, 0] += np.rint(dy * (wy * scale) + dc * (wc * scale)).astype(np.int16)
-    out[:, :, 1] += np.rint(dy * (wy * scale) + dc * (CHROMA_G * wc * scale)).astype(np.int16)
-    out[:, :, 2] += ly
+    for channel, d in enumerate(deltas):
+        out[:, :, channel] += np.rint(d * scale).astype(np.int16)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8)
 
@@ -180,9 +175,12 @@ def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
     _check_image(rgb)
     luma, chroma = _whitened(rgb)
     for period in _candidates(luma + chroma, min(rgb.shape[:2])):
-        result = _decode_at((luma, chroma), period, key)
-        if result.detected:
-            return result
+        # JPEG and WebP quantise chroma hard; where they wiped the chroma copy out, it only adds
+        # noise, so luma alone is the second reading.
+        for chroma_weight in CHROMA_READINGS:
+            result = _decode_at((luma, chroma * chroma_weight), period, key)
+            if result.detected:
+                return result
     return WatermarkResult(False, None, 0.0)
 
 
@@ -235,7 +233,8 @@ def _interp_matrix(n: int, cell: float) -> np.ndarray:
     return m
 
 
-def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float, ssim_target: float) -> np.ndarray:
+def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float,
+                  ssim_target: float) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude per cell (grid `size` = (cols, rows)) that keeps local SSIM near `ssim_target`.
 
     SSIM's structure term in a window with luma variance s2, after adding a pattern of variance v,
@@ -245,6 +244,9 @@ def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float, ssim_targ
     pattern puts less of its variance inside SSIM's 7-px windows (measured on flat images).
     Near black the mark fades (to DARK_FLOOR), since clipping at 0 would shift the local mean.
     Variance is measured on a grid twice as fine as the cells (closer to SSIM's windows).
+
+    Returns:
+        The amplitude grid (rows, cols) and each channel's near-black fade (3, rows, cols).
     """
     import numpy as np
     from PIL import Image
@@ -257,14 +259,15 @@ def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float, ssim_targ
     # The flattest spot in a cell decides, so a flat area beside an edge does not get the edge's mark.
     var = _min2x2(var)
     # A channel near black cannot go below 0, so the mark would lift its mean (SSIM's luminance term
-    # punishes that near 0); fade the mark there, down to a floor. Clipping near white only loses signal.
-    channels = np.asarray(small)
-    dark = _min2x2(np.minimum(np.minimum(channels[:, :, 0], channels[:, :, 1]), channels[:, :, 2]).astype(np.float32))
-    fade = DARK_FLOOR + (1.0 - DARK_FLOOR) * np.clip(dark / DARK_MARGIN, 0.0, 1.0)
+    # punishes that near 0); fade the mark there, per channel, down to a floor. Clipping near white
+    # only loses signal.
+    channels = np.asarray(small).astype(np.float32)
+    fades = np.stack([DARK_FLOOR + (1.0 - DARK_FLOOR) * np.clip(_min2x2(channels[:, :, c]) / DARK_MARGIN, 0.0, 1.0)
+                      for c in range(3)])
     cells, gains = _SSIM_GAIN
     gain = float(np.interp(cell, cells, gains)) * max(1.0, cell / cells[-1]) ** 0.5
     slack = 1.0 / ssim_target - 1.0
-    return gain * np.sqrt(slack * (2.0 * var + _SSIM_C2)) * fade
+    return gain * np.sqrt(slack * (2.0 * var + _SSIM_C2)), fades
 
 
 def _min2x2(a: np.ndarray) -> np.ndarray:
