@@ -65,10 +65,12 @@ NOMINAL_TOLERANCE = 0.01   # a found period this close to the nominal one makes 
 MAX_ANISOTROPY = 0.03      # period_x and period_y of a real tile agree (cells are square)
 BLOCK_NOTCH = 4            # fold DFT bins (u, v), both multiples of this, hold block-grid artefacts
 _PERIOD_CANDIDATES = 2
-CHROMA_READINGS = (1.0, 0.0)  # weights of the chroma band in the decodes tried at each period
-MAX_HYPOTHESES = (_PERIOD_CANDIDATES + 1) * len(CHROMA_READINGS)  # periods: plus the nominal one (see _candidates)
+# Decodes per image: each candidate period (plus the nominal one, see _candidates) with luma and
+# chroma, and once more with luma alone at the nominal period (see detect).
+MAX_HYPOTHESES = _PERIOD_CANDIDATES + 2
 LUMA_WEIGHT, CHROMA_WEIGHT = 0.9, 0.436  # share of the mask's amplitude in luma and chroma (squares sum to 1)
 CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
+CHROMA_OF_CHANNEL = (1.0, CHROMA_G, 0.0)  # the chroma pattern's share in R, G, B
 CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
 
@@ -149,8 +151,16 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     # are independent (each channel's SSIM window sees their variances add, not their amplitudes).
     # Each channel fades on its own near black, so a saturated colour keeps its mark in the others.
     box = (0, 0, w / cell, h / cell)
-    deltas = [np.asarray(Image.fromarray((amp * fade * (LUMA_WEIGHT * cells + k * CHROMA_WEIGHT * shifted)).astype(
-        np.float32), "F").resize((w, h), Image.BILINEAR, box=box)) for fade, k in zip(fades, (1.0, CHROMA_G, 0.0))]
+
+    def render(grid: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(grid.astype(np.float32), "F").resize((w, h), Image.BILINEAR, box=box))
+
+    if fades.min() < 1.0:
+        deltas = [render(amp * fade * (LUMA_WEIGHT * cells + k * CHROMA_WEIGHT * shifted))
+                  for fade, k in zip(fades, CHROMA_OF_CHANNEL)]
+    else:  # nothing near black (the usual case): two renders instead of three
+        luma, chroma = render(amp * LUMA_WEIGHT * cells), render(amp * CHROMA_WEIGHT * shifted)
+        deltas = [luma + k * chroma if k else luma for k in CHROMA_OF_CHANNEL]
     mse = sum(float(np.dot(d.ravel(), d.ravel())) for d in deltas) / (3 * h * w)  # BLAS dots: no temporaries
     scale = min(1.0, strength / max(np.sqrt(mse), 1e-12))  # the PSNR budget caps what the SSIM mask allows
     out = rgb.astype(np.int16)
@@ -174,13 +184,15 @@ def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
     """
     _check_image(rgb)
     luma, chroma = _whitened(rgb)
-    for period in _candidates(luma + chroma, min(rgb.shape[:2])):
-        # JPEG and WebP quantise chroma hard; where they wiped the chroma copy out, it only adds
-        # noise, so luma alone is the second reading.
-        for chroma_weight in CHROMA_READINGS:
-            result = _decode_at((luma, chroma * chroma_weight), period, key)
-            if result.detected:
-                return result
+    nominal = _nominal_period(min(rgb.shape[:2]))
+    for period in _candidates(luma + chroma, nominal):
+        result = _decode_at((luma, chroma), period, key)
+        # JPEG and WebP keep the size (so the period is the nominal one) and quantise chroma hard;
+        # where they wiped the chroma copy out it only adds noise, so luma alone is a second reading.
+        if not result.detected and abs(period[1] - nominal) <= NOMINAL_TOLERANCE * nominal:
+            result = _decode_at((luma, None), period, key)
+        if result.detected:
+            return result
     return WatermarkResult(False, None, 0.0)
 
 
@@ -215,8 +227,8 @@ def _layout(key: str) -> _Layout:
     patterns = up @ masks @ up.T
     half = FOLD // 2
     coarse = patterns.reshape(ecc.CODED_BITS, half, 2, half, 2).sum(axis=(2, 4))
-    spectra = np.conj(np.fft.rfft2(coarse))
-    return _Layout(bit_of_cell, signs, patterns.reshape(ecc.CODED_BITS, -1), spectra)
+    spectra = np.conj(np.fft.rfft2(coarse)).astype(np.complex64)  # single precision: plenty, and faster
+    return _Layout(bit_of_cell, signs, patterns.reshape(ecc.CODED_BITS, -1).astype(np.float32), spectra)
 
 
 def _interp_matrix(n: int, cell: float) -> np.ndarray:
@@ -278,15 +290,22 @@ def _min2x2(a: np.ndarray) -> np.ndarray:
 
 
 def _box(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window, edges replicated (cumulative sums; no scipy)."""
+    """Mean over a (2r+1)^2 window, edges replicated (separable sums of shifted slices; no scipy).
+
+    Windows are small (r <= 3), so summing shifted slices in float32 is exact enough and faster
+    than cumulative sums (which would need float64 to stay precise).
+    """
     import numpy as np
 
     k = 2 * r + 1
-    p = np.pad(a, r, mode="edge").astype(np.float64)
-    c = np.cumsum(np.cumsum(p, axis=0), axis=1)
-    c = np.pad(c, ((1, 0), (1, 0)))
-    s = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
-    return (s / (k * k)).astype(np.float32)
+    p = np.pad(a.astype(np.float32, copy=False), r, mode="edge")
+    rows = p[:p.shape[0] - k + 1].copy()
+    for i in range(1, k):
+        rows += p[i:p.shape[0] - k + 1 + i]
+    out = rows[:, :rows.shape[1] - k + 1].copy()
+    for j in range(1, k):
+        out += rows[:, j:rows.shape[1] - k + 1 + j]
+    return out * np.float32(1.0 / (k * k))
 
 
 # --- detection ------------------------------------------------------------------------------
@@ -341,14 +360,18 @@ def _find_periods(residual: np.ndarray) -> list[tuple[float, float]]:
     return found
 
 
-def _candidates(residual: np.ndarray, short_side: int) -> list[tuple[float, float]]:
+def _nominal_period(short_side: int) -> float:
+    """The tile period at the working size of an image that was neither resized nor cropped."""
+    return TILE * cell_size(short_side) * min(1.0, NORM_SHORT_SIDE / short_side)
+
+
+def _candidates(residual: np.ndarray, nominal: float) -> list[tuple[float, float]]:
     """The autocorrelation's periods, then the period an unresized, uncropped image would have.
 
     Most edits (re-encoding, colour changes) keep the size, and then the nominal period is exact
     even when compression noise hides its autocorrelation peak.
     """
     found = _find_periods(residual)
-    nominal = TILE * cell_size(short_side) * min(1.0, NORM_SHORT_SIDE / short_side)
     if min(residual.shape) >= 2 * nominal and all(abs(p[1] - nominal) > NOMINAL_TOLERANCE * nominal for p in found):
         found.append((nominal, nominal))
     return found
@@ -403,24 +426,27 @@ def _fold(residual: np.ndarray, period: tuple[float, float]) -> np.ndarray:
     return _fold_axis(_fold_axis(residual, period[0], 0), period[1], 1)
 
 
-def _decode_at(residuals: tuple[np.ndarray, np.ndarray], period: tuple[float, float], key: str) -> WatermarkResult:
+def _decode_at(residuals: tuple[np.ndarray, np.ndarray | None], period: tuple[float, float], key: str) -> WatermarkResult:
     import numpy as np
 
     py, px = period
     luma, chroma = residuals
     # The chroma copy of the tile is shifted by half a tile (see embed): align the folds before adding.
-    folded = _notch(_fold(luma, period) + np.roll(_fold(chroma, period), (FOLD // 2, FOLD // 2), axis=(0, 1)))
+    folded = _fold(luma, period)
+    if chroma is not None:
+        folded = folded + np.roll(_fold(chroma, period), (FOLD // 2, FOLD // 2), axis=(0, 1))
+    folded = _notch(folded)
     layout = _layout(key)
     # The shift is where the bit correlations carry the most energy (whatever their signs): search
     # all shifts at half resolution (FFT), then the 3x3 full-resolution shifts around the best one.
     half = FOLD // 2
-    coarse = np.fft.rfft2(folded.reshape(half, 2, half, 2).sum(axis=(1, 3)))
+    coarse = np.fft.rfft2(folded.reshape(half, 2, half, 2).sum(axis=(1, 3))).astype(np.complex64)
     coarse[::BLOCK_NOTCH, ::BLOCK_NOTCH] = 0.0
     corr = np.fft.irfft2(coarse[None] * layout.spectra, s=(half, half))
     cy, cx = np.unravel_index(int(np.argmax(np.einsum("bij,bij->ij", corr, corr))), (half, half))
     shifts = [(2 * cy + dy, 2 * cx + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     rolled = np.stack([np.roll(folded, (-sy, -sx), axis=(0, 1)).reshape(-1) for sy, sx in shifts], axis=1)
-    candidates = layout.patterns @ rolled
+    candidates = (layout.patterns @ rolled.astype(np.float32)).astype(np.float64)
     soft = candidates[:, int(np.argmax(np.sum(candidates * candidates, axis=0)))]
     soft = soft / max(float(np.std(soft)), 1e-12)
     bits = ecc.viterbi(soft)
