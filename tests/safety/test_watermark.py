@@ -78,6 +78,28 @@ def test_survives_required_attacks(marked_1024, attack):
     assert wm.detect(attacked).payload == PAYLOAD.hex()
 
 
+def test_chroma_copy_alone_carries_the_mark_on_a_grey_image():
+    # Grey texture puts all its energy in luma; the half-tile-shifted Cr copy reads on its own.
+    grey = scene(7, 512, 512).mean(axis=2).astype(np.uint8)
+    marked = wm.embed(np.repeat(grey[:, :, None], 3, axis=2), PAYLOAD)
+    luma, chroma = wm._whitened(marked)
+    nominal = wm._nominal_period(512)
+    assert wm._decode_at((np.zeros_like(luma), chroma), (nominal, nominal), wm.DEFAULT_KEY).payload == PAYLOAD.hex()
+
+
+def test_saturated_colour_keeps_its_mark_through_jpeg():
+    # One channel at 0 everywhere: only that channel fades, the others carry the mark.
+    image = scene(5, 512, 512)
+    image[:, :, 2] = 0
+    marked = wm.embed(image, PAYLOAD)
+    assert wm.detect(recode(marked, "JPEG", quality=70)).payload == PAYLOAD.hex()
+
+
+def test_false_detection_bound_is_stated():
+    assert wm.MAX_HYPOTHESES == 4
+    assert wm.MAX_HYPOTHESES * 2 ** -ecc.CRC_BITS <= 1e-9
+
+
 def test_unmarked_images_and_crops_are_not_marked():
     for seed in range(6):
         image = scene(100 + seed, 512, 640)
