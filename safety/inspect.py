@@ -27,7 +27,7 @@ SD_V1_TEXT = b"StableDiffusionV1"
 # P(Binom(136,.5) >= 102) ≈ 2e-9.
 SDXL_MIN_AGREEMENT = 0.8
 SD_V1_MIN_AGREEMENT = 0.75
-LEGACY_MIN_SIDE = 256      # invisible-watermark refuses smaller images
+LEGACY_MIN_SIDE = 256      # invisible-watermark (and so watermark_legacy) refuses smaller images
 HOST_KEYS = ("prompt", "workflow", "parameters")
 
 
@@ -37,8 +37,8 @@ def inspect_bytes(data: bytes, *, key: str = DEFAULT_KEY, legacy: bool = True) -
     Args:
         data: a PNG, JPEG or WebP file.
         key: the sdguard watermark key.
-        legacy: also look for the SD v1 / SDXL invisible-watermark marks (imports invisible-watermark,
-            which imports torch: slow to start).
+        legacy: also look for the SD v1 / SDXL invisible-watermark marks (numpy reader in
+            watermark_legacy; invisible-watermark itself is not needed).
 
     Returns:
         {"format", "width", "height", "implicit_label", "c2pa", "watermark", "legacy_watermarks",
@@ -92,15 +92,13 @@ def _legacy(rgb: Any) -> dict[str, Any]:
 
     if min(rgb.shape[:2]) < LEGACY_MIN_SIDE:
         return {"checked": False, "reason": f"image smaller than {LEGACY_MIN_SIDE} px"}
-    try:
-        from imwatermark import WatermarkDecoder
-    except ImportError:
-        return {"checked": False, "reason": "invisible-watermark is not installed (pip install 'sdguard[legacy-watermark]')"}
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    from .watermark_legacy import decode_bits
+
     sdxl_ref = np.array([int(b) for b in format(SDXL_BITS, f"0{SDXL_LENGTH}b")])
     v1_ref = np.unpackbits(np.frombuffer(SD_V1_TEXT, dtype=np.uint8))
-    sdxl = float(np.mean(np.asarray(WatermarkDecoder("bits", SDXL_LENGTH).decode(bgr, "dwtDct")) == sdxl_ref))
-    v1 = float(np.mean(np.asarray(WatermarkDecoder("bits", len(v1_ref)).decode(bgr, "dwtDct")) == v1_ref))
+    # watermark_legacy reproduces invisible-watermark's dwtDct decoder bit for bit, without opencv/torch.
+    sdxl = float(np.mean(decode_bits(rgb, SDXL_LENGTH) == sdxl_ref))
+    v1 = float(np.mean(decode_bits(rgb, len(v1_ref)) == v1_ref))
     return {"checked": True, "strength": "weak",
             "sdxl": {"found": sdxl >= SDXL_MIN_AGREEMENT, "bit_agreement": round(sdxl, 3)},
             "sd_v1": {"found": v1 >= SD_V1_MIN_AGREEMENT, "bit_agreement": round(v1, 3)}}
