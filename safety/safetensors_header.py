@@ -11,12 +11,17 @@ except `OSError` from opening the file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import json
+import math
 import operator
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 # The reference implementation refuses headers above 100 MB; real ones are a few hundred KB.
@@ -32,6 +37,11 @@ DTYPE_BITS = {
 }
 _TENSOR_KEYS = frozenset({"dtype", "shape", "data_offsets"})
 _BY_OFFSET = operator.itemgetter(3, 4)  # (begin, end) of a TensorInfo
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
+_BEGIN, _END = operator.itemgetter(3), operator.itemgetter(4)
+# Real tensors have at most 5 dimensions; longer shapes take the entry-by-entry path, whose
+# element count stops early on hostile ones.
+MAX_FAST_DIMS = 8
 
 
 class HeaderError(ValueError):
@@ -47,6 +57,10 @@ class TensorInfo(NamedTuple):
     shape: tuple[int, ...]
     begin: int
     end: int
+
+
+# TensorInfo from a (name, dtype, shape, begin, end) tuple without running Python code.
+_new_tensor = functools.partial(tuple.__new__, TensorInfo)
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,8 @@ def read_header(path: str | os.PathLike[str], *, max_header_bytes: int = MAX_HEA
     if len(raw) != n:  # the file shrank while we read it
         return SafetensorsHeader(name, size, error=f"header truncated: {len(raw)} of {n} bytes")
     try:
-        metadata, tensors = parse_header(raw, size - LENGTH_BYTES - n)
+        with _gc_paused():
+            metadata, tensors = parse_header(raw, size - LENGTH_BYTES - n)
     except HeaderError as e:
         return SafetensorsHeader(name, size, n, error=str(e))
     return SafetensorsHeader(name, size, n, metadata, tensors)
@@ -135,39 +150,109 @@ def parse_header(raw: bytes, data_size: int) -> tuple[dict[str, str], tuple[Tens
     if not text.lstrip(" ").startswith("{"):
         raise HeaderError("header is not a JSON object")
     try:
-        doc = json.loads(text, object_pairs_hook=_unique_keys)
-    except HeaderError:
-        raise
+        # Objects parse to tuples of (key, value) pairs (arrays stay lists, so the two never mix):
+        # a C-level hook, where a Python one per object costs more than the parse itself on a
+        # checkpoint's thousands of tensor entries, and duplicate keys stay visible.
+        doc = json.loads(text, object_pairs_hook=tuple)
     except RecursionError:
         raise HeaderError("header JSON is nested too deeply") from None
     except ValueError as e:  # JSONDecodeError, and int() of absurdly long numbers
         raise HeaderError(f"header is not valid JSON ({e})") from None
-    if not isinstance(doc, dict):
+    if type(doc) is not tuple:
         raise HeaderError("header is not a JSON object")
-    metadata = _metadata(doc.pop(METADATA_KEY, {}))
-    tensors = sorted((_tensor(k, v) for k, v in doc.items()), key=_BY_OFFSET)
-    _check_layout(tensors, data_size)
+    top = _object(doc, "header")
+    metadata = _metadata(top.pop(METADATA_KEY, ()))
+    tensors = _fast_tensors(top, data_size)
+    if tensors is None:  # something is off (or unusual): the entry-by-entry path says exactly what
+        tensors = sorted((_tensor(k, v) for k, v in top.items()), key=_BY_OFFSET)
+        _check_layout(tensors, data_size)
     return metadata, tuple(tensors)
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cycle collector while a header's tens of thousands of containers are built: in a
+    small process (a CLI scan) they trigger full collections that cost more than the parse itself.
+    A header's JSON cannot make reference cycles, so nothing is left behind for the collector."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _object(pairs: tuple[tuple[str, Any], ...], where: str) -> dict[str, Any]:
+    """A parsed JSON object as a dict. Raises `HeaderError` on a duplicate key (readers disagree on
+    which one wins, so a screen could read one value and a host the other)."""
     out = dict(pairs)
     if len(out) != len(pairs):  # rare: find the culprit only then
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise HeaderError(f"duplicate key {key!r} in header")
+                raise HeaderError(f"duplicate key {key!r} in {where}")
             seen.add(key)
     return out
 
 
+def _fast_tensors(entries: dict[str, Any], data_size: int) -> list[TensorInfo] | None:
+    """Validate every tensor entry with whole-list operations (no Python code per tensor).
+
+    Returns:
+        The tensors in offset order, or ``None`` when any check fails or the header is unusual
+        (entry keys in another order, shapes of more than `MAX_FAST_DIMS` dimensions): the caller
+        then validates entry by entry, which accepts exactly what this accepts and names the problem.
+    """
+    if not entries:
+        return None
+    names, values = list(entries), list(entries.values())
+    # Entries as the reference writer orders them: (("dtype", d), ("shape", s), ("data_offsets", o)).
+    if set(map(type, values)) != {tuple} or set(map(len, values)) != {3}:
+        return None
+    pairs = list(zip(*values))
+    keys = [set(map(_FIRST, column)) for column in pairs]
+    if keys != [{"dtype"}, {"shape"}, {"data_offsets"}]:
+        return None
+    dtypes, shapes, offsets = (list(map(_SECOND, column)) for column in pairs)
+    if (set(map(type, dtypes)) != {str} or not set(dtypes) <= DTYPE_BITS.keys()
+            or set(map(type, shapes)) != {list} or set(map(type, offsets)) != {list}
+            or set(map(len, offsets)) != {2} or max(map(len, shapes)) > MAX_FAST_DIMS):
+        return None
+    dims = list(chain.from_iterable(shapes))
+    bounds = list(chain.from_iterable(offsets))
+    if not set(map(type, bounds)) == {int} or min(bounds) < 0:
+        return None
+    if dims and (set(map(type, dims)) != {int} or min(dims) < 0):
+        return None
+    begins, ends = bounds[0::2], bounds[1::2]
+    sizes = list(map(operator.sub, ends, begins))
+    if min(sizes) < 0:
+        return None
+    bits = list(map(operator.mul, map(math.prod, shapes), map(DTYPE_BITS.__getitem__, dtypes)))
+    if bits != list(map(operator.mul, sizes, repeat(8))):
+        return None
+    # tuple.__new__ builds the named tuples in C (TensorInfo(...) and _make run Python per call).
+    tensors = list(map(_new_tensor, zip(names, dtypes, map(tuple, shapes), begins, ends)))
+    tensors.sort(key=_BY_OFFSET)
+    begins, ends = list(map(_BEGIN, tensors)), list(map(_END, tensors))
+    if begins[0] != 0 or begins[1:] != ends[:-1] or ends[-1] != data_size:
+        return None
+    return tensors
+
+
 def _metadata(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
+    if type(value) is not tuple:
         raise HeaderError(f"{METADATA_KEY} must be an object of strings")
-    for key, item in value.items():
+    metadata = _object(value, METADATA_KEY)
+    for key, item in metadata.items():
         if not isinstance(item, str):
-            raise HeaderError(f"{METADATA_KEY}[{key!r}] must be a string, not {type(item).__name__}")
-    return dict(value)
+            raise HeaderError(f"{METADATA_KEY}[{key!r}] must be a string, not {_json_type(item)}")
+    return metadata
+
+
+def _json_type(value: Any) -> str:
+    return "object" if type(value) is tuple else type(value).__name__
 
 
 def _is_index(value: Any) -> bool:
@@ -175,7 +260,8 @@ def _is_index(value: Any) -> bool:
 
 
 def _tensor(name: str, entry: Any) -> TensorInfo:
-    if type(entry) is not dict or len(entry) != len(_TENSOR_KEYS) or not _TENSOR_KEYS.issuperset(entry):
+    entry = _object(entry, f"tensor {name!r}") if type(entry) is tuple else None
+    if entry is None or len(entry) != len(_TENSOR_KEYS) or not _TENSOR_KEYS.issuperset(entry):
         raise HeaderError(f"tensor {name!r} must have exactly dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     bits_per = DTYPE_BITS.get(dtype) if type(dtype) is str else None

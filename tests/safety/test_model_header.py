@@ -169,3 +169,41 @@ def test_fuzz_structured_headers(doc: dict, data_size: int) -> None:
     else:
         assert all(isinstance(v, str) for v in metadata.values())
         assert sum(t.end - t.begin for t in tensors) == data_size
+
+
+def _parse_both(raw: bytes, data_size: int, monkeypatch: pytest.MonkeyPatch):
+    """parse_header's result (or error), with the whole-list fast path and without it."""
+    from sdguard import safetensors_header as sh
+
+    results = []
+    for fast in (True, False):
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(sh, "_fast_tensors", lambda entries, size: None)
+            try:
+                results.append(sh.parse_header(raw, data_size))
+            except sh.HeaderError as e:
+                results.append(str(e))
+    return results
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tensors=st.dictionaries(st.text(max_size=3), st.fixed_dictionaries(
+           {"dtype": st.sampled_from(["F32", "U8", "F4", "BOOL", "X"]),
+            "shape": st.lists(st.integers(-1, 4) | st.booleans(), max_size=10),
+            "data_offsets": st.lists(st.integers(-1, 24), min_size=1, max_size=3)}), max_size=4),
+       data_size=st.integers(0, 24))
+def test_fast_path_accepts_exactly_what_the_entry_by_entry_path_does(tensors: dict, data_size: int,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, slow = _parse_both(json.dumps(tensors).encode(), data_size, monkeypatch)
+    assert fast == slow
+
+
+def test_a_checkpoint_sized_header_is_validated_without_per_tensor_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdguard import safetensors_header as sh
+
+    raw = safetensors_bytes(tensors={f"t{i}": ("F16", [4, 2]) for i in range(3000)})
+    monkeypatch.setattr(sh, "_tensor", lambda *a: pytest.fail("per-tensor validation on a valid header"))
+    (n,) = struct.unpack("<Q", raw[:8])
+    _, tensors = parse_header(raw[8:8 + n], len(raw) - 8 - n)
+    assert len(tensors) == 3000 and tensors[0] == ("t0", "F16", (4, 2), 0, 16)
