@@ -23,9 +23,9 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from .errors import PolicyError
 from .prompt_ages import ADULT_AGE, chinese_ages, word_ages
@@ -53,8 +53,7 @@ _HOST_LISTS = (("real_person", "real_persons"), ("ip_character", "ip_characters"
 TermSource = Union[str, "os.PathLike[str]", Iterable[str]]
 
 
-@dataclass(frozen=True)
-class TermHit:
+class TermHit(NamedTuple):
     """One list entry found in a text.
 
     Args:
@@ -64,6 +63,8 @@ class TermHit:
         span (`tuple[int, int]`): ``[start, end)`` in the original text.
         field (`str`): where it was found (``"prompt"``, ``"negative"``, a metadata key).
     """
+
+    # A named tuple rather than a dataclass: a long text can give 100,000s of hits.
 
     category: str
     term: str
@@ -184,10 +185,14 @@ class Lexicon:
         raw = self._raw_hits(folded)
         if not raw:
             return []
-        raw.sort(key=_position)
+        # By start, then longest first (two stable C-level sorts, not a Python key per hit).
+        raw.sort(key=itemgetter(2), reverse=True)
+        raw.sort(key=itemgetter(1))
+        raw = list(dict.fromkeys(raw))  # a term found twice (as a word and glued) is one hit
         exceptions = [h for h in raw if h.entry.category == EXCEPTION]
+        if not exceptions and folded.is_aligned:
+            return [TermHit(entry.category, entry.term, (start, end), field) for entry, start, end in raw]
         hits = []
-        seen = set()
         covered = -1  # the furthest end of the exceptions that start at or before the current hit
         pending = iter(exceptions)
         upcoming = next(pending, None)
@@ -195,9 +200,8 @@ class Lexicon:
             while upcoming is not None and upcoming.start <= hit.start:
                 covered = max(covered, upcoming.end)
                 upcoming = next(pending, None)
-            if hit.entry.category == EXCEPTION or hit.end <= covered or hit in seen:
+            if hit.entry.category == EXCEPTION or hit.end <= covered:
                 continue
-            seen.add(hit)
             hits.append(TermHit(hit.entry.category, hit.entry.term, folded.span(hit.start, hit.end), field))
         return hits
 
@@ -244,11 +248,11 @@ class Lexicon:
         text = folded.text
         found = Words(text)
         hits = index.match_words(found)
-        candidates = found.spaced_runs() + found.joined_pairs()
+        candidates = found.spaced_runs() + found.joined_pairs(index.is_known)
         if folded.is_aligned and not folded.original.islower():
             candidates += _camel_parts(folded.original, found, index)
         if candidates:
-            hits.extend(index.match_single(candidates))
+            hits.extend(index.match_single(candidates, found))
         for age in word_ages(found):
             hits.append(_age_hit(age.years, age.start, age.end))
         if not text.isascii():
@@ -256,10 +260,6 @@ class Lexicon:
             for age in chinese_ages(text):
                 hits.append(_age_hit(age.years, age.start, age.end, chinese=True))
         return hits
-
-
-def _position(hit: RawHit) -> tuple[int, int]:
-    return hit.start, -hit.end
 
 
 def _age_hit(years: int, start: int, end: int, chinese: bool = False) -> RawHit:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from importlib import resources
-from itertools import accumulate, chain, compress, groupby, repeat
+from collections.abc import Callable
+from bisect import bisect_left
+from itertools import accumulate, chain, compress, islice, repeat
+from operator import add
 from typing import NamedTuple
 
 # Unicode categories removed outright: non-spacing and enclosing marks (accents, zalgo), format
@@ -48,13 +51,24 @@ _JOINERS = frozenset(".-_*'~·|/+#")  # single characters, compared with whole g
 # Joiners that usually hide a letter ("n*de"), and the letters they usually hide.
 _MASKS = frozenset("*#")
 _MASKED_LETTERS = "aeiou"
+# Latin spaced-out runs: single letters set apart by 1-3 separators (not letters, digits, "@", "$"
+# or prompt syntax). Letters and gaps are disjoint classes, so a failed match backs off at most
+# one gap: the search is linear.
+# The expression starts with a character class (the engine skips ahead to one), then checks the
+# letter before it; "_" is turned into a space first (it is a word character to \W).
+_LETTER = "[a-z0-9@$]"
+_SPACED_GAP = r"[^\w:()\[\]{}<>|\n@$]{1,%d}" % _MAX_SPACED_GAP
+_SPACED_RUN_RE = re.compile(
+    f"{_LETTER}(?<!{_LETTER}{_LETTER})(?:{_SPACED_GAP}{_LETTER}(?!{_LETTER})){{{MIN_SPACED_RUN - 1},}}")
+_NOT_ALPHA_RE = re.compile("[^a-z]")
 # Characters matched as CJK: kana, CJK ideographs (and extensions), half-width katakana.
 CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 # A gap that may split CJK characters: 1-3 separators (not letters, digits or prompt syntax).
-_CJK_GAP = r"(?:(?![:()\[\]{}<>|\n])[\W_]){1,%d}" % _MAX_SPACED_GAP
+_CJK_GAP = r"[^\w:()\[\]{}<>|\n]{1,%d}" % _MAX_SPACED_GAP  # "_" is made a space first
 # Two or more single CJK characters, each set apart by a gap ("萝 莉", "小.女.孩"). The character
 # class and the gap class are disjoint, so a failed match backs off at most one run: linear.
-_CJK_SINGLES_RE = re.compile(f"(?<![{CJK_CLASS}])[{CJK_CLASS}](?:{_CJK_GAP}[{CJK_CLASS}])+(?![{CJK_CLASS}])")
+_CJK_SINGLES_RE = re.compile(
+    f"[{CJK_CLASS}](?<![{CJK_CLASS}][{CJK_CLASS}])(?:{_CJK_GAP}[{CJK_CLASS}])+(?![{CJK_CLASS}])")
 _CJK_GAP_RE = re.compile(_CJK_GAP)
 _CJK_RUN_BEFORE_RE = re.compile(f"[{CJK_CLASS}]+{_CJK_GAP}$")
 _CJK_RUN_AFTER_RE = re.compile(f"{_CJK_GAP}[{CJK_CLASS}]+")
@@ -202,25 +216,30 @@ def deleet(word: str) -> tuple[str, ...]:
 
 def collapse(word: str) -> str:
     """`word` with every run of a repeated character shortened to one ("nuuuude" → "nude")."""
-    return "".join(ch for ch, _ in groupby(word))
+    return _REPEAT_RE.sub(r"\1", word)
 
 
 def has_long_run(word: str) -> bool:
     """True when some character repeats three or more times in a row (deliberate stretching)."""
-    return any(len(list(run)) >= 3 for _, run in groupby(word))
+    return _LONG_RUN_RE.search(word) is not None
+
+
+# One character and its repetitions (a back-reference to one character: no backtracking).
+_REPEAT_RE = re.compile(r"(.)\1+", re.DOTALL)
+_LONG_RUN_RE = re.compile(r"(.)\1\1", re.DOTALL)
 
 
 class Word(NamedTuple):
     """A candidate word of folded text (glued from pieces): its letters and folded span.
 
-    `letters` holds, for a word glued from spaced-out letters, the folded position of each letter
-    (so a term found inside it gets an exact span); it is empty otherwise.
+    `spaced` marks a word glued from spaced-out letters: `Words.letter_positions` gives the
+    position of each of its letters (computed only when a term is found inside it, so a term gets an exact span).
     """
 
     text: str
     start: int
     end: int
-    letters: tuple[int, ...] = ()
+    spaced: bool = False
 
 
 class Words:
@@ -255,47 +274,50 @@ class Words:
 
         Prompt syntax ends a run (":" "(" "[" "<" ...), so "(n.u.d.e:1.3)" gives "nude" and not
         "nude13"; a run needs `MIN_SPACED_RUN` characters, so "12 y o" and "a b" stay ordinary text.
+        Found by one linear regular expression and glued from the word list (C-level slices).
         """
-        texts, gaps = self.texts, self.gaps
-        lengths = list(map(len, texts))
-        if lengths.count(1) < MIN_SPACED_RUN:
-            return []
-        out: list[Word] = []
-        run: list[int] = []
-        for index in compress(range(len(texts)), map((1).__eq__, lengths)):
-            if run and run[-1] == index - 1 and _is_spacing(gaps[index]):
-                run.append(index)
-                continue
-            if len(run) >= MIN_SPACED_RUN:
-                self._glue(run, out)
-            run = [index]
-        if len(run) >= MIN_SPACED_RUN:
-            self._glue(run, out)
+        # "_" is a separator here but a word character to the regular expression's \W.
+        text = self.text.replace("_", " ") if "_" in self.text else self.text
+        out = []
+        starts, texts = self.starts, self.texts
+        for match in _SPACED_RUN_RE.finditer(text):
+            first = bisect_left(starts, match.start())
+            letters = "".join(texts[first:bisect_left(starts, match.end(), first)])
+            if letters.isalpha() or len(_NOT_ALPHA_RE.sub("", letters)) >= _MIN_SPACED_LETTERS:
+                out.append(Word(letters, match.start(), match.end(), True))
         return out
 
-    def _glue(self, run: list[int], out: list[Word]) -> None:
-        letters = "".join([self.texts[i] for i in run])
-        if letters.isalpha() or sum(map(str.isalpha, letters)) >= _MIN_SPACED_LETTERS:
-            out.append(Word(letters, self.starts[run[0]], self.ends[run[-1]],
-                            tuple(self.starts[i] for i in run)))
+    def letter_positions(self, word: Word) -> list[int]:
+        """The folded position of each letter of a `spaced` word from `spaced_runs`."""
+        first = bisect_left(self.starts, word.start)
+        return self.starts[first:bisect_left(self.starts, word.end, first)]
 
-    def joined_pairs(self) -> list[Word]:
+    def joined_pairs(self, keep: Callable[[str], bool]) -> list[Word]:
         """Words split by one punctuation mark ("nu.de", "n-ude", "por_n"), rejoined pairwise.
 
         A mask character stands for a hidden letter ("n*de", "p*rn"): those pairs are also
-        rejoined with each vowel in its place.
+        rejoined with each vowel in its place. Only the rejoined words that `keep` accepts are
+        returned; `keep` is asked once per distinct word (a long text repeats its pairs), and the
+        pairs are built with C-level iteration.
         """
         texts, gaps = self.texts, self.gaps
-        if _JOINERS.isdisjoint(gaps):
+        if len(texts) < 2 or _JOINERS.isdisjoint(gaps):
             return []
+        # gaps[i] lies between word i - 1 and word i.
+        joined = list(map(add, texts, islice(texts, 1, None)))
+        flags = list(map(_JOINERS.__contains__, islice(gaps, 1, None)))
+        kept = {word for word in set(compress(joined, flags)) if keep(word)}
+        masked = {}
+        if not _MASKS.isdisjoint(gaps):
+            for i in compress(range(len(joined)), map(_MASKS.__contains__, islice(gaps, 1, None))):
+                masked.setdefault((texts[i], texts[i + 1]), []).append(i)
         out = []
-        for i in compress(range(len(gaps)), map(_JOINERS.__contains__, gaps)):
-            if i == 0:
-                continue
-            left, right, start, end = texts[i - 1], texts[i], self.starts[i - 1], self.ends[i]
-            out.append(Word(left + right, start, end))
-            if gaps[i] in _MASKS:
-                out.extend(Word(left + vowel + right, start, end) for vowel in _MASKED_LETTERS)
+        if kept:
+            out.extend(Word(joined[i], self.starts[i], self.ends[i + 1])
+                       for i in compress(range(len(joined)), flags) if joined[i] in kept)
+        for (left, right), indices in masked.items():
+            for word in [left + vowel + right for vowel in _MASKED_LETTERS if keep(left + vowel + right)]:
+                out.extend(Word(word, self.starts[i], self.ends[i + 1]) for i in indices)
         return out
 
 
@@ -305,7 +327,7 @@ def cjk_spaced_runs(text: str, reach: int) -> list[Word]:
     Two single characters in a row are enough (one CJK character is a word, unlike one Latin
     letter); words of two or more characters stay apart ("我们, 朋友" is ordinary text). The words
     right before and after a run join it, up to `reach` characters, so a term that ends or starts
-    inside the run is found ("萝 莉色情" ... "一个小女孩 裸 体").
+    inside the run is found ("萝 莉 色情", "一个小女孩 裸 体").
 
     Args:
         text (`str`): folded text.
@@ -313,8 +335,9 @@ def cjk_spaced_runs(text: str, reach: int) -> list[Word]:
             longest CJK term less one).
 
     Returns:
-        `list[Word]`: glued runs; ``letters`` holds each character's folded position.
+        `list[Word]`: glued runs (`spaced`; `cjk_positions` gives each character's position).
     """
+    text = text.replace("_", " ") if "_" in text else text
     out = []
     for match in _CJK_SINGLES_RE.finditer(text):
         start, end = match.span()
@@ -322,10 +345,10 @@ def cjk_spaced_runs(text: str, reach: int) -> list[Word]:
         after = _CJK_RUN_AFTER_RE.match(text, end, end + reach + _MAX_SPACED_GAP)
         first = before.start() if before else start
         last = after.end() if after else end
-        letters = tuple(m.start() for m in _CJK_CHAR_RE.finditer(text, first, last))  # drops the gaps
-        out.append(Word("".join(map(text.__getitem__, letters)), first, last, letters))
+        out.append(Word(_CJK_GAP_RE.sub("", text[first:last]), first, last, True))
     return out
 
 
-def _is_spacing(gap: str) -> bool:
-    return 0 < len(gap) <= _MAX_SPACED_GAP and not any(c.isalnum() or c in _RUN_BREAKS for c in gap)
+def cjk_positions(text: str, word: Word) -> list[int]:
+    """The folded position of each character of a word from `cjk_spaced_runs`."""
+    return [m.start() for m in _CJK_CHAR_RE.finditer(text, word.start, word.end)]

@@ -21,8 +21,8 @@ from itertools import compress, repeat
 from operator import is_, is_not
 from typing import Any, NamedTuple
 
-from .prompt_normalize import (CJK_CLASS, WORD_RE, Word, Words, cjk_spaced_runs, collapse, deleet, fold_term,
-                               has_long_run)
+from .prompt_normalize import (CJK_CLASS, WORD_RE, Word, Words, cjk_positions, cjk_spaced_runs, collapse, deleet,
+                               fold_term, has_long_run)
 
 # Categories a list entry may have. "exception" entries suppress hits inside them.
 CATEGORIES = ("sexual", "suggestive", "minor", "adult", "minor_sexual", "violence",
@@ -45,6 +45,10 @@ _NAME_DOTS = "·・"
 _END = 0
 # What `TermIndex.classify` says about a word no entry uses.
 _NOTHING: tuple[str | None, tuple[Entry, ...]] = (None, ())
+# `TermTrie.find` searches long texts in windows of this many starting positions ...
+_WINDOW = 256
+# ... and remembers this many distinct windows (bounds its memory on long, varied texts).
+_MAX_WINDOWS_REMEMBERED = 4096
 # Words remembered by `TermIndex.classify` before the memo starts over (bounds its memory).
 _CACHE_SIZE = 1 << 16
 
@@ -109,7 +113,27 @@ class TermTrie:
         return self._longest
 
     def find(self, text: str) -> Iterator[tuple[int, int, Entry]]:
-        """Yield ``(start, end, value)`` for every occurrence (overlapping ones included)."""
+        """Yield ``(start, end, value)`` for every occurrence (overlapping ones included).
+
+        A long text is searched in windows of `_WINDOW` starting positions, each window text
+        searched once: repetitive input ("aaaa...", "nudenude...") costs one window, not its length.
+        """
+        if len(text) <= 2 * _WINDOW:
+            yield from self._find(text)
+            return
+        seen: dict[str, list[tuple[int, int, Entry]]] = {}
+        overlap = self._longest - 1
+        for offset in range(0, len(text), _WINDOW):
+            chunk = text[offset:offset + _WINDOW + overlap]
+            found = seen.get(chunk)
+            if found is None:
+                found = [hit for hit in self._find(chunk) if hit[0] < _WINDOW]
+                if len(seen) < _MAX_WINDOWS_REMEMBERED:
+                    seen[chunk] = found
+            for start, end, value in found:
+                yield offset + start, offset + end, value
+
+    def _find(self, text: str) -> Iterator[tuple[int, int, Entry]]:
         root, longest = self._root, self._longest
         if self._singles is not None:
             for match in self._singles.finditer(text):
@@ -179,6 +203,17 @@ class TermIndex:
         self._prefix_lengths = sorted({len(p) for p in self._prefixes})
         for items in self._phrases.values():
             items.sort(key=lambda item: -len(item[0]))
+        # The phrases again, split for `match_words`: one-word entries per word, and longer
+        # entries per first word and then second word (a hit tests only the entries that fit).
+        self._whole: dict[str, tuple[Entry, ...]] = {}
+        self._longer: dict[str, dict[str, list[tuple[tuple[str, ...], Entry]]]] = {}
+        for head, items in self._phrases.items():
+            singles = tuple(entry for rest, entry in items if not rest)
+            if singles:
+                self._whole[head] = singles
+            for rest, entry in items:
+                if rest:
+                    self._longer.setdefault(head, {}).setdefault(rest[0], []).append((rest, entry))
         self._cache: dict[str, tuple[str | None, tuple[Entry, ...]]] = {}
 
     def _add_phrase(self, key: str, entry: Entry) -> None:
@@ -208,6 +243,10 @@ class TermIndex:
                     self._cache.clear()
                 self._cache[word] = found
         return found
+
+    def is_known(self, word: str) -> bool:
+        """True when `word` stands for a list word or starts with a prefix entry."""
+        return self.classify(word) is not _NOTHING
 
     def canonical(self, word: str) -> str | None:
         """The list word that `word` stands for, or ``None``.
@@ -254,40 +293,60 @@ class TermIndex:
             unknown = set(compress(texts, map(is_, infos, repeat(None))))
             fresh = {word: self.classify(word) for word in unknown}
             infos = list(map(fresh.get, texts, infos))
-        hits = []
-        # Most words are in no entry: pick the others with C-level iteration only.
-        for index in compress(range(count), map(is_not, infos, repeat(_NOTHING))):
-            head, prefixed = infos[index]
-            if prefixed:
-                hits.extend(RawHit(e, starts[index], ends[index]) for e in prefixed)
-            if head is None:
+        # Most words are in no entry: pick the others, then handle each distinct word's
+        # occurrences together, building the hits with C-level iteration (a text can repeat a
+        # listed word 100,000 times).
+        hot = list(compress(range(count), map(is_not, infos, repeat(_NOTHING))))
+        hot_infos = list(map(infos.__getitem__, hot))
+        hits: list[RawHit] = []
+        for info in dict.fromkeys(hot_infos):
+            head, prefixed = info
+            where = list(compress(hot, map(is_, hot_infos, repeat(info))))
+            found = (*prefixed, *self._whole.get(head, ()))
+            for entry in found:
+                hits.extend(map(RawHit, repeat(entry), map(starts.__getitem__, where), map(ends.__getitem__, where)))
+            following = self._longer.get(head)
+            if following is None:
                 continue
-            for rest, entry in self._phrases.get(head, ()):
-                last = index + len(rest)
-                # Most entries are one or two words: test the next word before the general case.
-                if not rest or (last < count and infos[index + 1][0] == rest[0]
-                                and all(infos[index + 1 + k][0] == w for k, w in enumerate(rest))):
-                    hits.append(RawHit(entry, starts[index], ends[last]))
+            for index in where:
+                if index + 1 < count:
+                    # Only the entries whose second word is the next word.
+                    for rest, entry in following.get(infos[index + 1][0], ()):
+                        last = index + len(rest)
+                        if last < count and all(infos[index + 1 + k][0] == w for k, w in enumerate(rest)):
+                            hits.append(RawHit(entry, starts[index], ends[last]))
         return hits
 
-    def match_single(self, candidates: list[Word]) -> list[RawHit]:
+    def match_single(self, candidates: list[Word], words: Words) -> list[RawHit]:
         """Hits of one-word entries on glued candidate words ("n u d e" → "nude").
 
         A word glued from spaced-out letters that is no entry as a whole is also searched inside
         for entries of `MIN_INFIX` letters or more ("s e x y g i r l" → "sexy"), so short entries
-        cannot fire inside ordinary spelled-out words ("a s s e m b l e").
+        cannot fire inside ordinary spelled-out words ("a s s e m b l e"). Each distinct word is
+        searched once (long texts repeat their runs).
+
+        Args:
+            candidates (`list[Word]`): glued words of `text`.
+            words (`Words`): the words of the folded text (give the letters of spaced words).
         """
         hits = []
+        inside: dict[str, list[tuple[int, int, Entry]]] = {}
         for word in candidates:
             head, prefixed = self.classify(word.text)
             hits.extend(RawHit(e, word.start, word.end) for e in prefixed)
             whole = [RawHit(entry, word.start, word.end)
                      for rest, entry in self._phrases.get(head, ()) if head is not None and not rest]
             hits.extend(whole)
-            if word.letters and not whole and not prefixed:
-                letters = word.letters
-                hits.extend(RawHit(entry, letters[start], letters[end - 1] + 1)
-                            for start, end, entry in self._infixes.find(word.text))
+            if word.spaced and not whole and not prefixed:
+                found = inside.get(word.text)
+                if found is None:
+                    # One hit per entry and run: a run is one spelled-out word, and a 1 MB run
+                    # ("n u d e n u d e ...") would otherwise give 100,000s of identical findings.
+                    found = inside[word.text] = list({hit[2]: hit for hit in reversed(list(
+                        self._infixes.find(word.text)))}.values())
+                if found:
+                    letters = words.letter_positions(word)
+                    hits.extend(RawHit(entry, letters[start], letters[end - 1] + 1) for start, end, entry in found)
         return hits
 
     def match_cjk(self, text: str) -> list[RawHit]:
@@ -301,9 +360,15 @@ class TermIndex:
         """Hits of CJK entries spelled out with gaps ("萝 莉", "小.女.孩"); only those that cross a
         gap (the others were found in the text as it is)."""
         hits = []
+        inside: dict[str, list[tuple[int, int, Entry]]] = {}
         for word in cjk_spaced_runs(text, self._cjk.longest - 1):
-            letters = word.letters
-            for start, end, entry in self._cjk.find(word.text):
+            found = inside.get(word.text)
+            if found is None:
+                found = inside[word.text] = list(self._cjk.find(word.text))
+            if not found:
+                continue
+            letters = cjk_positions(text, word)
+            for start, end, entry in found:
                 first, last = letters[start], letters[end - 1]
                 if last - first != end - 1 - start:
                     hits.append(RawHit(entry, first, last + 1))
