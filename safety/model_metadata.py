@@ -15,10 +15,12 @@ Counts that are not non-negative integers, or tag/folder JSON that does not pars
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
+import operator
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,8 +37,6 @@ TAG_SHARE = "tag_share"
 # The prompt stage's "adult" hits only soften minor cues in a negative prompt; they are no
 # evidence about a model.
 CUE_ONLY = frozenset({"adult"})
-# Only this many distinct tags (the most frequent) are screened; real LoRAs have a few thousand.
-MAX_TAGS = 50_000
 # A category without a tag_share threshold fires only when every training image carries it.
 DEFAULT_TAG_SHARE = 1.0
 # ss_num_train_images longer than this is no real count (int() of a huge string is also slow).
@@ -49,6 +49,7 @@ MIN_COMBO_IMAGES = 3
 TAG_COUNT = "tag_count"
 # Tags quoted per finding in its detail.
 TAGS_PER_FINDING = 5
+_COUNT = operator.itemgetter(1)
 _TAG_SEPARATOR = "\n"  # between tags when screened as one text, so no term spans two tags
 
 
@@ -87,7 +88,7 @@ class TagStats:
     unparsed: tuple[str, ...] = ()
 
     def top(self, n: int) -> list[tuple[str, int]]:
-        return list(self.counts.items())[:n]
+        return list(itertools.islice(self.counts.items(), n))
 
 
 def tag_stats(metadata: Mapping[str, str]) -> TagStats:
@@ -108,7 +109,11 @@ def tag_stats(metadata: Mapping[str, str]) -> TagStats:
         except (ValueError, RecursionError) as e:
             errors[TAG_KEY] = str(e)
             counts = {}
-    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_TAGS])
+    # Every tag is kept and screened (a cut at the N most frequent would let a file push its
+    # telling tags out with filler); the caller's cap on the metadata's size bounds the work.
+    ranked = sorted(counts.items())  # by name, then (stable) by count, most frequent first
+    ranked.sort(key=_COUNT, reverse=True)
+    ordered = dict(ranked)
     images, basis = _image_count(metadata, errors)
     if counts:
         total = sum(counts.values())
@@ -122,21 +127,29 @@ def tag_stats(metadata: Mapping[str, str]) -> TagStats:
 
 
 def _merged_counts(folders: Any) -> dict[str, int]:
-    """``{tag: count}`` summed over folders. Raises `ValueError` on any shape or count problem."""
+    """``{tag: count}`` summed over folders, names stripped, lowercased and with runs of spaces as
+    one. Raises `ValueError` on any shape or count problem."""
     if not isinstance(folders, dict):
         raise ValueError("not an object")
     counts: dict[str, int] = {}
     for tags in folders.values():
         if not isinstance(tags, dict):
             raise ValueError("a folder's tags are not an object")
-        for tag, count in tags.items():
-            if not _is_count(count):
-                raise ValueError(f"count of {tag!r} is not a non-negative integer")
-            name = tag.strip().lower()
-            if "  " in name or "\t" in name or "\n" in name:
-                name = " ".join(name.split())
-            if name:
+        values = list(tags.values())
+        # Whole-list checks: a LoRA has thousands of tags, and Python code per tag is the cost.
+        if values and (set(map(type, values)) != {int} or min(values) < 0):
+            bad = next(tag for tag, count in tags.items() if not _is_count(count))
+            raise ValueError(f"count of {bad!r} is not a non-negative integer")
+        names = list(map(str.lower, map(str.strip, tags)))
+        joined = "\0".join(names)
+        if "  " in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+            names = [" ".join(name.split()) for name in names]
+        if not counts and len(set(names)) == len(names):
+            counts = dict(zip(names, values))  # the usual case: one folder, no names merging
+        else:
+            for name, count in zip(names, values):
                 counts[name] = counts.get(name, 0) + count
+    counts.pop("", None)
     return counts
 
 
@@ -223,8 +236,10 @@ def _tag_findings(stats: TagStats, lexicon: TermScanner, policy: Policy) -> list
     if not stats.counts or stats.images <= 0:
         return []
     per_category: dict[str, dict[str, int]] = {}
-    for tag, hits in _tag_hits(list(stats.counts), lexicon).items():
-        for category, _ in hits:
+    tagged = _tag_hits(stats.counts, lexicon)
+    # Most frequent tag first (as the tag list is), so findings come in a stable order.
+    for tag in sorted(tagged, key=lambda t: (-stats.counts[t], t)):
+        for category, _ in tagged[tag]:
             per_category.setdefault(category, {})[tag] = stats.counts[tag]
     findings = []
     ranked: dict[str, list[tuple[str, int]]] = {}
@@ -265,26 +280,47 @@ def _quoted(ranked: list[tuple[str, int]]) -> str:
 
 # Term hits per tag, per term engine: LoRAs share most of their tags ("1girl", "solo", ...), so a
 # folder scan or a host loading LoRA after LoRA screens each distinct tag once per process.
-_TAG_HITS: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[str, str], ...]]] = weakref.WeakKeyDictionary()
-_TAG_HITS_LOCK = threading.Lock()
 MAX_CACHED_TAGS = 200_000
 
 
-def _tag_hits(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:
-    """``{tag: ((category, term), ...)}`` for the tags with hits."""
+class _TagMemo:
+    """The tags a term engine has screened, and the hits of the few that had any (so a look-up
+    is a set intersection, not a loop over thousands of tags)."""
+
+    __slots__ = ("seen", "hits")
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.hits: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+_TAG_HITS: weakref.WeakKeyDictionary[Any, _TagMemo] = weakref.WeakKeyDictionary()
+_TAG_HITS_LOCK = threading.Lock()
+
+
+def _tag_hits(tags: Iterable[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:
+    """``{tag: ((category, term), ...)}`` for the tags with hits (in no particular order)."""
+    wanted = set(tags)
     with _TAG_HITS_LOCK:
         try:
-            known = _TAG_HITS.setdefault(lexicon, {})
+            memo = _TAG_HITS.get(lexicon)
+            if memo is None:
+                memo = _TAG_HITS[lexicon] = _TagMemo()
         except TypeError:  # a term engine that cannot be weakly referenced: no memo
-            known = {}
-        if len(known) > MAX_CACHED_TAGS:
-            known.clear()
-        fresh = [tag for tag in tags if tag not in known]
+            memo = _TagMemo()
+        if len(memo.seen) > MAX_CACHED_TAGS:
+            memo.seen.clear()
+            memo.hits.clear()
+        # Read under the lock: another thread may clear the memo once it is released.
+        result = {tag: memo.hits[tag] for tag in memo.hits.keys() & wanted}
+        fresh = wanted - memo.seen
     if fresh:
-        found = _scan_tags(fresh, lexicon)
+        found = {tag: hits for tag, hits in _scan_tags(sorted(fresh), lexicon).items() if hits}
+        result.update(found)
         with _TAG_HITS_LOCK:
-            known.update(found)
-    return {tag: known[tag] for tag in tags if known.get(tag)}
+            memo.seen |= fresh
+            memo.hits.update(found)
+    return result
 
 
 def _scan_tags(tags: list[str], lexicon: TermScanner) -> dict[str, tuple[tuple[str, str], ...]]:

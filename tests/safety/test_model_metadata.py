@@ -90,3 +90,19 @@ def test_screening_many_keys_is_one_term_engine_call_and_tags_stay_weighed() -> 
     assert lexicon.calls <= 2  # the texts in one call, the tags in one more
     [nude] = findings  # the stray tag is weighed by share, never screened as raw text
     assert (nude.source, nude.fired) == ("tag_share", False)
+
+
+def test_telling_tags_cannot_be_pushed_out_by_filler_tags() -> None:
+    filler = {f"filler{i}": 100 for i in range(60_000)}
+    meta = kohya_metadata({**filler, "loli": 40, "nude": 50})
+    findings = metadata_findings(meta, "x", FakeLexicon(), load_policy("adult"))
+    assert "minor_sexual" in {f.category for f in findings}
+
+
+def test_memoised_tag_hits_give_the_same_findings() -> None:
+    lexicon, policy = FakeLexicon(), load_policy("public")
+    meta = kohya_metadata({"nude": 30, "loli": 2, "schoolgirl": 9, "1girl": 100, "smile": 50})
+    first = metadata_findings(meta, "x", lexicon, policy)
+    calls = lexicon.calls
+    assert metadata_findings(meta, "x", lexicon, policy) == first
+    assert lexicon.calls == calls + 1  # the text fields again; the tags came from the memo
