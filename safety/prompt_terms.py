@@ -49,6 +49,14 @@ _NOTHING: tuple[str | None, tuple[Entry, ...]] = (None, ())
 _WINDOW = 256
 # ... and remembers this many distinct windows (bounds its memory on long, varied texts).
 _MAX_WINDOWS_REMEMBERED = 4096
+# Glued compounds ("nudegirl", "lolinude"): a word that is no entry is split into a listed word of
+# these categories, of at least `MIN_INFIX` letters, and either another such word or one of the
+# common prompt words below. Longer words are not split (no compound of two parts is longer).
+_COMPOUND_CATEGORIES = frozenset({"sexual", "suggestive", "minor", "minor_sexual"})
+_COMPOUND_WORDS = frozenset(
+    "girl girls woman women boy boys man men lady ladies body bodies art pic pics photo photos "
+    "model models selfie selfies pose poses anime waifu wife babe babes chick chicks".split())
+_MAX_COMPOUND = 24
 # Words remembered by `TermIndex.classify` before the memo starts over (bounds its memory).
 _CACHE_SIZE = 1 << 16
 
@@ -237,6 +245,8 @@ class TermIndex:
         if found is None:
             found = (self.canonical(word), tuple(self.prefix_entries(word)))
             if found == _NOTHING:
+                found = (None, self.compound_entries(word))
+            if found == _NOTHING:
                 found = _NOTHING  # one shared object, so match_words can skip by identity
             if len(word) <= _MAX_CACHED_WORD:
                 if len(self._cache) >= _CACHE_SIZE:
@@ -270,6 +280,27 @@ class TermIndex:
         if found is None and stretched and short.endswith("s"):
             found = self._collapsed.get(short[:-1])
         return found
+
+    def compound_entries(self, word: str) -> tuple[Entry, ...]:
+        """Entries of a word glued from a listed word and a common prompt word or another listed
+        word ("nudegirl", "sexywoman", "lolinude"); none for real words ("sexton", "analyst",
+        "cocktail": their other part is no common prompt word)."""
+        if len(word) > _MAX_COMPOUND or len(word) < 2 * MIN_INFIX - 1 or not word.isalpha():
+            return ()
+        for cut in range(3, len(word) - 2):
+            left, right = word[:cut], word[cut:]
+            found = self._compound_part(left), self._compound_part(right)
+            if found[0] and found[1]:
+                return found[0] + found[1]
+            if (found[0] and right in _COMPOUND_WORDS) or (found[1] and left in _COMPOUND_WORDS):
+                return found[0] or found[1]
+        return ()
+
+    def _compound_part(self, part: str) -> tuple[Entry, ...]:
+        head = self._lookup.get(part)
+        if head is None or len(head) < MIN_INFIX:
+            return ()
+        return tuple(e for e in self._whole.get(head, ()) if e.category in _COMPOUND_CATEGORIES)
 
     def prefix_entries(self, word: str) -> list[Entry]:
         """Entries of prefix terms that `word` (or a digit/symbol reading of it) starts with."""

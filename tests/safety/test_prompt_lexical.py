@@ -257,6 +257,24 @@ def test_spaced_ordinary_chinese_does_not_fire(lexicon, text):
     assert [h for h in lexicon.scan(text) if h.category not in ("adult", "minor")] == []
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("nudegirl", {("sexual", "nude")}),
+    ("nakedwoman", {("sexual", "naked")}),
+    ("sexygirl", {("suggestive", "sexy")}),
+    ("lolinude", {("minor", "loli"), ("sexual", "nude")}),
+    ("embedding:nudegirl", {("sexual", "nude")}),
+    ("<lora:lolinude:0.8>", {("minor", "loli"), ("sexual", "nude")}),
+    ("lolinude_v2.safetensors", {("minor", "loli"), ("sexual", "nude")}),
+])
+def test_glued_compounds_of_a_listed_word_and_a_common_word(lexicon, text, expected):
+    assert hits(lexicon, text) == expected
+
+
+@pytest.mark.parametrize("text", ["lolinude", "<lora:lolinude:0.8>", "萝莉 祼体", "cunny, loli"])
+def test_compounds_lookalikes_and_slang_make_minor_sexual(lexical_policy, text):
+    assert "minor_sexual" in check_prompt(text, policy=lexical_policy("adult")).codes
+
+
 def test_camel_case_lora_names_are_split(lexicon):
     assert {("minor", "loli"), ("sexual", "nsfw")} <= hits(lexicon, "<lora:MyLoliNsfw:0.7>")
 
@@ -282,6 +300,7 @@ ORDINARY = [
     "ice age landscape", "the age of 30", "8k uhd, (masterpiece:1.2), best quality",
     "magna cum laude", "Al Gore giving a speech", "gore-tex jacket", "a murder of crows",
     "kinky curly hair", "pirate booty", "strap on a helmet", "the naked truth", "corpse bride",
+    "pussycat", "bodyart", "shotgun", "teenage", "sexyback", "a nudibranch on a coral",
     "做爱心蛋糕", "露点温度", "彩色图片", "独领风骚", "杀人鲸", "血腥玛丽鸡尾酒", "金黄图案",
 ]
 
