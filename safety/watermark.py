@@ -1,4 +1,4 @@
-"""sdguard's own invisible watermark: a keyed, self-synchronising tiled pattern in luma (numpy only).
+"""sdguard's own invisible watermark: a keyed, self-synchronising tiled pattern in luma and chroma (numpy only).
 
 Design ("tile-sync"):
 
@@ -6,19 +6,24 @@ Design ("tile-sync"):
   258 bits. A 32x32-cell tile carries them: every cell belongs to one coded bit (keyed permutation,
   4 cells per bit) and has a keyed random sign, so the tile is a ±1 pattern.
 * The tile is repeated over the whole image (cell size: see `cell_size`, 2-4 px up to 1024 px,
-  short side / 256 above), rendered with bilinear interpolation and added to luma only. The
-  amplitude per cell is set from local texture so that local SSIM stays near `SSIM_TARGET`
-  (faint in flat areas, strong in busy ones), capped at an RMS of `strength` levels (PSNR >= 40.8 dB).
-* The detector works at a normalised size (short side 256), whitens the image, finds the tile's
-  period from the autocorrelation peaks (which survives resizing and cropping), resamples so a
-  tile is 64x64 samples, folds all tiles onto one, removes block-grid (JPEG/WebP) frequencies,
-  finds the cyclic shift (cropping) as the shift of maximum correlation energy over all bit
-  patterns, then soft-decodes (Viterbi) and checks the CRC.
+  short side / 256 above), rendered with bilinear interpolation and added twice: to luma, and to
+  chroma (the Cr direction, which leaves luma unchanged) shifted by half a tile, so the two copies
+  are independent. Chroma carries the mark where luma texture would drown it (grass, gravel,
+  grey images); luma carries it through JPEG/WebP, which quantise chroma hard. The amplitude per
+  cell is set from local texture so that local SSIM stays near `SSIM_TARGET` (faint in flat areas,
+  strong in busy ones), faded per channel near black, and capped at an RMS of `strength` levels
+  over the three channels (PSNR >= 40.8 dB).
+* The detector works at a normalised size (short side 256) on whitened luma and Cr, finds the
+  tile's period from the autocorrelation peaks (which survives resizing and cropping), folds all
+  tiles of both bands onto one (the Cr fold rolled by half a tile), removes block-grid (JPEG/WebP)
+  frequencies, finds the cyclic shift (cropping) as the shift of maximum correlation energy over
+  all bit patterns, then soft-decodes (Viterbi) and checks the CRC.
 
 False detection: a decoded message passes the CRC-32 by chance with probability 2**-32; the
-detector decodes at most `MAX_HYPOTHESES` (3: two autocorrelation periods and the nominal one)
-per image, so the theoretical false detection rate is at most 3 * 2**-32 ≈ 7e-10 per image. A minimum coded-bit agreement is also
-required (`MIN_AGREEMENT`), which only lowers it.
+detector decodes at most `MAX_HYPOTHESES` (4: two autocorrelation periods and the nominal one,
+luma+chroma, plus luma alone at the nominal period) per image, so the theoretical false detection
+rate is at most 4 * 2**-32 ≈ 9.3e-10 per image. A minimum coded-bit agreement is also required
+(`MIN_AGREEMENT`), which only lowers it.
 
 Not robust to rotation (the period search assumes an axis-aligned grid) or to regeneration.
 Anyone with the key (the default key is public) can read the mark and could remove it by
