@@ -46,6 +46,7 @@ LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("sexual_artistic", "ben
                     ("sexual_soup", "benign_soup"))
 MAX_TOKENS = 128
 HIDDEN = 64
+ENSEMBLE = 5
 EPOCHS = 300
 LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-3
@@ -98,24 +99,34 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
     return np.stack([cache[k] for k in keys])
 
 
-def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray, hidden: int = HIDDEN,
-               epochs: int = EPOCHS, weight_decay: float = WEIGHT_DECAY) -> dict[str, np.ndarray]:
-    """A 1-hidden-layer MLP with one sigmoid per category, trained full-batch with AdamW.
+def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np.ndarray]:
+    """`ENSEMBLE` MLPs (different seeds) merged into one: their hidden units side by side and their
+    logits averaged, which is again a 1-hidden-layer MLP. Averaging calms the score tails on
+    benign prompts, so the same false-positive rate leaves a lower threshold.
 
     Args:
         x (`np.ndarray`): (n, 384) embeddings.
         y (`np.ndarray`): (n, categories) 0/1 targets.
         weight (`np.ndarray`): (n,) per-prompt weight (see `set_weights`).
     """
+    members = [_train_member(x, y, weight, SEED + k) for k in range(ENSEMBLE)]
+    return {"hidden.weight": np.concatenate([m["hidden.weight"] for m in members], axis=1),
+            "hidden.bias": np.concatenate([m["hidden.bias"] for m in members]),
+            "out.weight": np.concatenate([m["out.weight"] for m in members], axis=0) / ENSEMBLE,
+            "out.bias": np.mean([m["out.bias"] for m in members], axis=0)}
+
+
+def _train_member(x: np.ndarray, y: np.ndarray, weight: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """One MLP (`HIDDEN` ReLU units, a sigmoid per category), full-batch AdamW on weighted BCE."""
     import torch
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     wt = torch.from_numpy(weight.astype(np.float32))[:, None]
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(),
-                                torch.nn.Linear(hidden, y.shape[1]))
-    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=weight_decay)
-    for _ in range(epochs):
+    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
+                                torch.nn.Linear(HIDDEN, y.shape[1]))
+    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    for _ in range(EPOCHS):
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xt), yt, weight=wt)
         loss.backward()
@@ -226,10 +237,11 @@ def write_outputs(out: Path, params: dict[str, np.ndarray], thresholds: dict[str
 def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
     lines = [f"# {meta['name']} v{meta['version']}", "",
              "Semantic prompt classifier of sdguard's prompt stage: a 1-hidden-layer MLP "
-             f"({HIDDEN} ReLU units, one sigmoid per category: {meta['categories']}) on "
+             f"({ENSEMBLE} × {HIDDEN} ReLU units: {ENSEMBLE} seeds merged, logits averaged; one sigmoid "
+             f"per category: {meta['categories']}) on "
              f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first "
              f"{meta['max_tokens']} tokens).", "",
-             f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seed {SEED}, "
+             f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seeds {SEED}..{SEED + ENSEMBLE - 1}, "
              f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same), {report['train_prompts']} training prompts.",
              f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
              f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
