@@ -30,6 +30,8 @@ from .verdict import Finding
 TAG_KEY = "ss_tag_frequency"
 DIRS_KEY = "ss_dataset_dirs"
 IMAGES_KEY = "ss_num_train_images"
+# Other dataset descriptions kohya writes as JSON: one that does not parse has been tampered with.
+JSON_KEYS = ("ss_datasets", "ss_reg_dataset_dirs")
 FILE_NAME_FIELD = "file_name"
 KEYS_FIELD = "__metadata__ keys"  # the metadata's key names are attacker-chosen text too
 LEXICAL = "lexical"
@@ -75,8 +77,9 @@ class TagStats:
         images (`int`): training images the shares are computed against (0 when unknown).
         basis (`str`): where `images` came from: ``ss_dataset_dirs``, ``ss_num_train_images``,
             ``max tag count`` or ``tag total`` (a claimed count capped at what the tags support).
-        error (`str`, *optional*): why ``ss_tag_frequency``, ``ss_dataset_dirs`` or
-            ``ss_num_train_images`` could not be read; the file then blocks as malformed.
+        error (`str`, *optional*): why ``ss_tag_frequency``, ``ss_dataset_dirs``,
+            ``ss_num_train_images`` or a `JSON_KEYS` value could not be read; the file then blocks
+            as malformed.
         unparsed (`tuple[str, ...]`): the metadata keys that failed to parse; their raw text is
             screened as plain text instead.
     """
@@ -115,6 +118,12 @@ def tag_stats(metadata: Mapping[str, str]) -> TagStats:
     ranked.sort(key=_COUNT, reverse=True)
     ordered = dict(ranked)
     images, basis = _image_count(metadata, errors)
+    for key in JSON_KEYS:
+        if metadata.get(key):
+            try:
+                json.loads(metadata[key])
+            except (ValueError, RecursionError) as e:
+                errors[key] = str(e)
     if counts:
         total = sum(counts.values())
         if images > total:

@@ -106,3 +106,13 @@ def test_memoised_tag_hits_give_the_same_findings() -> None:
     calls = lexicon.calls
     assert metadata_findings(meta, "x", lexicon, policy) == first
     assert lexicon.calls == calls + 1  # the text fields again; the tags came from the memo
+
+
+def test_other_dataset_json_that_does_not_parse_is_an_error_and_still_screened() -> None:
+    for key in ("ss_datasets", "ss_reg_dataset_dirs"):
+        meta = {key: '[{"class_tokens": "loli", '}
+        stats = tag_stats(meta)
+        assert stats.error.startswith(key) and stats.unparsed == (key,)
+        found = {(f.field, f.term) for f in metadata_findings(meta, "x", FakeLexicon(), load_policy("public"), stats)}
+        assert (key, "loli") in found
+    assert tag_stats({"ss_datasets": '[{"subsets": []}]'}).error is None
