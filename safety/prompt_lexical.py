@@ -188,7 +188,9 @@ class Lexicon:
         # By start, then longest first (two stable C-level sorts, not a Python key per hit).
         raw.sort(key=itemgetter(2), reverse=True)
         raw.sort(key=itemgetter(1))
-        raw = list(dict.fromkeys(raw))  # a term found twice (as a word and glued) is one hit
+        # A term found twice from one place (as a word and glued, or as a compound "nsfwart" and
+        # a camelCase part "NSFW|Art") is one hit, the shortest (the last of the equal starts).
+        raw = list(dict(zip(map(itemgetter(0, 1), raw), raw)).values())
         exceptions = [h for h in raw if h.entry.category == EXCEPTION]
         if not exceptions and folded.is_aligned:
             return [TermHit(entry.category, entry.term, (start, end), field) for entry, start, end in raw]

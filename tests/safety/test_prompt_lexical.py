@@ -428,25 +428,31 @@ LARGE = {
     "chinese prose": (CHINESE * (MEGABYTE // len(CHINESE) + 1))[:MEGABYTE],
 }
 # A 1 MB input may take at most this many times a 10-million-step Python loop (CPU time, so a
-# loaded machine slows both alike). Measured 0.6-1.7x; before linear-time gluing, up to 6x.
+# loaded machine slows both alike). Measured 0.6-1.7x; before linear-time gluing, 3-6x.
 LARGE_INPUT_LOOPS = 3.0
-CALIBRATION_STEPS = 10_000_000
+CALIBRATION_STEPS = 2_000_000
+CALIBRATION_SCALE = 5  # CALIBRATION_STEPS * CALIBRATION_SCALE = 10 million
 
 
-@pytest.fixture(scope="module")
 def loop_seconds() -> float:
     start = time.process_time()
     sum(1 for _ in range(CALIBRATION_STEPS))
-    return time.process_time() - start
+    return CALIBRATION_SCALE * (time.process_time() - start)
 
 
 @pytest.mark.parametrize("name", LARGE)
-def test_one_megabyte_inputs_are_answered_quickly(lexicon, loop_seconds, name):
-    start = time.perf_counter()
-    cpu = time.process_time()
-    lexicon.scan(LARGE[name])
-    assert time.perf_counter() - start < LARGE_INPUT_SECONDS
-    assert time.process_time() - cpu < LARGE_INPUT_LOOPS * loop_seconds
+def test_one_megabyte_inputs_are_answered_quickly(lexicon, name):
+    # Best of two tries, each against a loop timed right before it: a busy machine is noisy.
+    ratios = []
+    for _ in range(2):
+        loop = loop_seconds()
+        start, cpu = time.perf_counter(), time.process_time()
+        lexicon.scan(LARGE[name])
+        assert time.perf_counter() - start < LARGE_INPUT_SECONDS
+        ratios.append((time.process_time() - cpu) / loop)
+        if ratios[-1] < LARGE_INPUT_LOOPS:
+            break
+    assert min(ratios) < LARGE_INPUT_LOOPS, ratios
 
 
 def test_a_long_spaced_run_gives_one_hit_per_term_with_exact_spans(lexicon):
