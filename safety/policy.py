@@ -42,10 +42,12 @@ _MAX_EXTENDS_DEPTH = 8
 
 @dataclass(frozen=True)
 class Combination:
-    """`all` categories fired and at least one of `any` (when given) → a derived category fires."""
+    """`all` categories fired and at least one of `any` (when given) → a derived category fires.
+    `min_scores` raises the score a signal (by source) needs to count as a cue here."""
 
     all: tuple[str, ...]
     any: tuple[str, ...]
+    min_scores: Mapping[str, float]
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class Policy:
 
     @functools.cached_property  # decide() asks on every check; the data never changes
     def combinations(self) -> Mapping[str, Combination]:
-        return {name: Combination(tuple(c.get("all", ())), tuple(c.get("any", ())))
+        return {name: Combination(tuple(c.get("all", ())), tuple(c.get("any", ())),
+                                  MappingProxyType(dict(c.get("min_scores", {}))))
                 for name, c in self.data.get("combinations", {}).items()}
 
     def to_dict(self) -> dict[str, Any]:
@@ -257,8 +260,9 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
         table = ("combinations", name)
         if name in PROTECTED:
             fail(f"the {name} combination is built in and cannot be edited", ("combinations",), name)
-        if not isinstance(combo, Mapping) or set(combo) - {"all", "any"} or not combo.get("all"):
-            fail(f"[combinations.{name}] needs 'all' (and optionally 'any'): lists of categories", table, "all")
+        if not isinstance(combo, Mapping) or set(combo) - {"all", "any", "min_scores"} or not combo.get("all"):
+            fail(f"[combinations.{name}] needs 'all' (and optionally 'any', 'min_scores'): lists of "
+                 f"categories", table, "all")
 
 
 def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None:

@@ -288,15 +288,20 @@ def _combinations(findings: list[Finding], policy: Policy) -> list[Finding]:
     """Derived findings such as minor ∧ sexual → minor_sexual.
 
     Cue categories are judged with thresholds no laxer than the built-in ones, so a policy that
-    loosens `sexual` (e.g. `adult`) does not loosen `minor_sexual` with it.
+    loosens `sexual` (e.g. `adult`) does not loosen `minor_sexual` with it; a combination's
+    `min_scores` can ask more of a signal (by source) before it counts as a cue there.
     """
-    cues: dict[str, list[Finding]] = {}
-    for f in findings:
-        limit = f.threshold if f.threshold is None else policy.combo_threshold(f.category, f.source, f.threshold)
-        if limit is None or f.score >= limit:
-            cues.setdefault(f.category, []).append(f)
     derived = []
     for name, combo in policy.combinations.items():
+        cues: dict[str, list[Finding]] = {}
+        for f in findings:
+            if f.threshold is None:
+                cues.setdefault(f.category, []).append(f)
+                continue
+            limit = max(policy.combo_threshold(f.category, f.source, f.threshold),
+                        combo.min_scores.get(f.source, 0.0))
+            if f.score >= limit:
+                cues.setdefault(f.category, []).append(f)
         if not all(c in cues for c in combo.all):
             continue
         present_any = [c for c in combo.any if c in cues]

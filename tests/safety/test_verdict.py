@@ -101,3 +101,15 @@ def test_unavailable_blocks_with_reason():
 def test_action_order():
     assert max(Action.WARN, Action.BLOCK, Action.CENSOR) is Action.BLOCK
     assert Action.ALLOW < Action.WARN < Action.CENSOR < Action.BLOCK
+
+
+@pytest.mark.parametrize("profile", ["classroom", "public", "adult"])
+def test_a_middling_semantic_score_is_not_a_minor_sexual_cue(profile):
+    # "a mother bathing her baby": an age word and a semantic sexual score of ~0.55 (above the
+    # sexual threshold) must not become the unrelaxable minor_sexual block.
+    policy = load_policy(profile)
+    semantic = Finding("sexual", 0.55, "semantic", policy.threshold("sexual", "semantic"), model="head")
+    v = decide("prompt", [lex("minor", "baby"), semantic], policy)
+    assert "minor_sexual" not in v.codes
+    strong = Finding("sexual", 0.9, "semantic", policy.threshold("sexual", "semantic"), model="head")
+    assert "minor_sexual" in decide("prompt", [lex("minor", "12 year old"), strong], policy).codes
