@@ -111,7 +111,7 @@ def test_an_optional_backend_that_fails_is_skipped_with_a_note(policy_file):
 
 
 def test_an_unknown_required_backend_fails_closed(policy_file):
-    policy = policy_file('[image]\nbackends = ["nudenet", "nosuch"]\nrequired = ["nosuch"]')
+    policy = policy_file('[image]\nbackends = ["nudenet", "nosuch"]\nrequired = ["nudenet", "age", "nosuch"]')
     v = check_image(marked_image(), policy, backends=fake_backends())
     assert v.blocked and "unknown image backend 'nosuch'" in v.message
 
@@ -208,7 +208,7 @@ def test_registry_reports_unknown_backends():
 
 
 def test_a_required_backend_left_out_of_backends_still_runs(policy_file):
-    policy = policy_file('[image]\nbackends = ["nudenet"]\nrequired = ["nudenet", "opennsfw"]')
+    policy = policy_file('[image]\nbackends = ["nudenet"]\nrequired = ["nudenet", "age", "opennsfw"]')
     backends = fake_backends(opennsfw=FakeDetector("opennsfw", fail=True))
     assert check_image(marked_image(), policy, backends=backends).codes == (GUARD_UNAVAILABLE,)
 
