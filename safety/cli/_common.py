@@ -7,7 +7,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..audit import AuditLog
@@ -42,6 +43,33 @@ def audit_from_args(args: argparse.Namespace, policy: Policy) -> AuditLog | None
     """The trail named by --audit, else the one the policy's ``[audit] path`` names, else none."""
     path = args.audit or policy.section("audit")["path"]
     return AuditLog(path) if path else None
+
+
+def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """Files named directly, and files ending in one of `suffixes` (lower case) under folders:
+    sorted, each once, with its path relative to the named folder's parent (for mirrored output
+    folders). Links to folders are not followed, so a loop cannot trap the walk; a broken link is
+    returned like a file, for the caller to report.
+
+    Raises:
+        `UsageError`: a path does not exist (before anything is checked or printed).
+    """
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:
+        raise UsageError(f"{', '.join(missing)}: no such file or folder")
+    found: dict[str, tuple[Path, Path]] = {}
+    for raw in paths:
+        root = Path(raw)
+        if not root.is_dir():
+            found.setdefault(os.path.abspath(root), (root, Path(root.name)))
+            continue
+        for folder, subfolders, names in os.walk(root):
+            subfolders.sort()
+            for name in sorted(names):
+                if name.lower().endswith(suffixes):
+                    file = Path(folder) / name
+                    found.setdefault(os.path.abspath(file), (file, Path(root.name) / file.relative_to(root)))
+    return list(found.values())
 
 
 def print_json(obj: Any) -> None:

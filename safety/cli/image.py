@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ from ..image_guard import check_images
 from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
-                      audit_from_args, policy_from_args, print_json)
+                      audit_from_args, find_files, policy_from_args, print_json)
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     policy = policy_from_args(args)
-    files = list(_walk(args.paths))
+    files = find_files(args.paths, IMAGE_SUFFIXES)
     if not files:
         raise UsageError("no image files found in " + ", ".join(args.paths))
     censor_dir = Path(args.censor_to) if args.censor_to else None
@@ -77,23 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if unreadable:
         return EXIT_USAGE
     return EXIT_BLOCKED if blocked else EXIT_OK
-
-
-def _walk(paths: list[str]) -> Iterator[tuple[Path, Path]]:
-    """(file, path relative to the --censor-to folder) for each input, folders walked in order."""
-    for raw in paths:
-        root = Path(raw)
-        if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames.sort()
-                for name in sorted(filenames):
-                    file = Path(dirpath) / name
-                    if file.suffix.lower() in IMAGE_SUFFIXES:
-                        yield file, Path(root.name) / file.relative_to(root)
-        elif root.exists():
-            yield root, Path(root.name)
-        else:
-            raise UsageError(f"{root}: no such file or folder")
 
 
 def _decode(data: bytes) -> list[Any]:

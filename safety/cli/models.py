@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,7 +15,7 @@ from ..model_guard import MODEL_EXTS, check_model_file, default_cache, unreadabl
 from ..model_report import write_report
 from ..verdict import Verdict
 from ._common import (EXIT_USAGE, UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
-                      policy_from_args, print_json)
+                      find_files, policy_from_args, print_json)
 
 # Without a terminal, progress lines appear only for scans at least this long (a cron job's log
 # should not fill with them for three files).
@@ -45,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     policy = policy_from_args(args)
     blocklists = [_load_blocklist(path) for path in args.blocklist]
-    files = collect_files(args.paths)
+    files = [os.path.abspath(file) for file, _ in find_files(args.paths, MODEL_EXTS)]
     if not files:
         print("sdguard: no model files found", file=sys.stderr)
         return 0
@@ -91,28 +90,6 @@ def file_record(verdict: Verdict) -> dict[str, Any]:
     record = {key: data.pop(key, None) for key in _RECORD_KEYS}
     record.update(data)
     return record
-
-
-def collect_files(paths: Sequence[str]) -> list[str]:
-    """Files given by name, and model files found under folders (sorted, links to folders not
-    followed, so a loop cannot trap the walk). Raises `UsageError` for a path that does not exist."""
-    missing = [p for p in paths if not os.path.lexists(p)]  # a broken link is a file to report
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    seen: dict[str, None] = {}
-    for path in paths:
-        found = _walk(path) if os.path.isdir(path) else iter([path])
-        for item in found:
-            seen.setdefault(os.path.abspath(item), None)
-    return list(seen)
-
-
-def _walk(folder: str) -> Iterator[str]:
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
-            if name.lower().endswith(MODEL_EXTS):
-                yield os.path.join(root, name)
 
 
 def _load_blocklist(path: str) -> Blocklist:
