@@ -78,6 +78,7 @@ CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direct
 CHROMA_OF_CHANNEL = (1.0, CHROMA_G, 0.0)  # the chroma pattern's share in R, G, B
 CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
+_BLOCK_ROWS = 16           # embed's full-size rows per block (a few float32 rows: stays in cache)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,6 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
         ValueError: wrong shape or dtype, image too small, payload not 6 bytes, or bad settings.
     """
     import numpy as np
-    from PIL import Image
 
     _check_image(rgb)
     h, w = rgb.shape[:2]
@@ -143,9 +143,9 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
         raise ValueError(f"need 0.5 < ssim_target < 1 and strength > 0, got {ssim_target}, {strength}")
     code = ecc.encode(ecc.message_bits(payload, key.encode()))
     layout = _layout(key)
-    tile = layout.signs * (2.0 * code[layout.bit_of_cell] - 1.0)
+    tile = (layout.signs * (2.0 * code[layout.bit_of_cell] - 1.0)).astype(np.float32)
     cell = cell_size(min(h, w))
-    # Work on the cell grid (one value per cell, texture mask included), then let PIL upsample it
+    # Work on the cell grid (one value per cell, texture mask included), then upsample it
     # bilinearly: pixel centre y + 0.5 maps to cell coordinate (y + 0.5) / cell.
     rows, cols = int(np.ceil(h / cell)) + 1, int(np.ceil(w / cell)) + 1
     cells = np.tile(tile, (rows // TILE + 2, cols // TILE + 2))
@@ -155,24 +155,15 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     # Luma and chroma carry the same tile, the chroma copy shifted by half a tile so the two patterns
     # are independent (each channel's SSIM window sees their variances add, not their amplitudes).
     # Each channel fades on its own near black, so a saturated colour keeps its mark in the others.
-    box = (0, 0, w / cell, h / cell)
-
-    def render(grid: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(grid.astype(np.float32), "F").resize((w, h), Image.BILINEAR, box=box))
-
-    if fades.min() < 1.0:
-        deltas = [render(amp * fade * (LUMA_WEIGHT * cells + k * CHROMA_WEIGHT * shifted))
-                  for fade, k in zip(fades, CHROMA_OF_CHANNEL)]
-    else:  # nothing near black (the usual case): two renders instead of three
-        luma, chroma = render(amp * LUMA_WEIGHT * cells), render(amp * CHROMA_WEIGHT * shifted)
-        deltas = [luma + k * chroma if k else luma for k in CHROMA_OF_CHANNEL]
-    mse = sum(float(np.dot(d.ravel(), d.ravel())) for d in deltas) / (3 * h * w)  # BLAS dots: no temporaries
-    scale = min(1.0, strength / max(np.sqrt(mse), 1e-12))  # the PSNR budget caps what the SSIM mask allows
-    out = rgb.astype(np.int16)
-    for channel, d in enumerate(deltas):
-        out[:, :, channel] += np.rint(d * scale).astype(np.int16)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    luma, chroma = amp * LUMA_WEIGHT * cells, amp * CHROMA_WEIGHT * shifted  # float32 throughout
+    grids = [fade * (luma + np.float32(k) * chroma) for fade, k in zip(fades, CHROMA_OF_CHANNEL)]
+    rows_up, cols_up = _bilinear_taps(h, cell, rows), _bilinear_taps(w, cell, cols)
+    # The PSNR budget caps what the SSIM mask allows. The rendered energy is computed on the cell
+    # grid (exact: see _rendered_energy), so the scale goes into the grids before the full-size render.
+    grams = (_gram(rows_up, rows), _gram(cols_up, cols))
+    mse = sum(_rendered_energy(g, grams) for g in grids) / (3 * h * w)
+    scale = np.float32(min(1.0, strength / max(np.sqrt(mse), 1e-12)))
+    return _add_rendered(rgb, [grid * scale for grid in grids], rows_up, cols_up)
 
 
 def detect(rgb: np.ndarray, *, key: str = DEFAULT_KEY) -> WatermarkResult:
@@ -207,6 +198,93 @@ def cell_size(short_side: int) -> float:
     """Cell size in px: short/128 up to 4 px (small images keep enough tiles), then short/256."""
     return max(min(short_side / SMALL_CELLS_PER_SHORT_SIDE, MAX_SMALL_CELL_PX), short_side / CELLS_PER_SHORT_SIDE,
                MIN_CELL_PX)
+
+
+def _bilinear_taps(n: int, cell: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear upsampling of `size` grid samples to `n` pixels, pixel centre (i + 0.5) at (i + 0.5) / cell.
+
+    Returns:
+        For each pixel, its lower grid index, its upper grid index and the upper one's weight
+        (float32); at the edges both indices are the edge sample (weight 0), like PIL's BILINEAR.
+    """
+    import numpy as np
+
+    u = (np.arange(n) + 0.5) / cell - 0.5
+    lo = np.floor(u)
+    frac = (u - lo).astype(np.float32)
+    lo = lo.astype(np.int64)
+    low, high = np.clip(lo, 0, size - 1), np.clip(lo + 1, 0, size - 1)
+    frac[low == high] = 0.0
+    return low, high, frac
+
+
+def _add_rendered(rgb: np.ndarray, grids: list[np.ndarray], rows: tuple, cols: tuple) -> np.ndarray:
+    """rgb plus each channel's grid upsampled bilinearly (taps from _bilinear_taps), rounded and clipped.
+
+    Columns are interpolated first, at grid height (gathering columns is slow, so never at full size);
+    then each output row is one gathered row plus a weighted gathered row difference. Full-size work
+    goes in blocks of _BLOCK_ROWS rows, so its several passes run in cache rather than in memory.
+
+    Returns:
+        A new HxWx3 uint8 image.
+    """
+    import numpy as np
+
+    (r0, _, fy), (c0, c1, fx) = rows, cols
+    h, w = rgb.shape[:2]
+    # Channels last, like rgb, so every full-size pass is contiguous; rows of w*3 values keep numpy's
+    # inner loops long (a trailing axis of 3 makes broadcasting slow).
+    across = np.empty((grids[0].shape[0], w, 3), np.float32)
+    for channel, grid in enumerate(grids):
+        across[:, :, channel] = grid[:, c0] * (1.0 - fx) + grid[:, c1] * fx
+    across = across.reshape(len(across), w * 3)
+    step = np.zeros_like(across)
+    step[:-1] = across[1:] - across[:-1]    # r1 is r0 + 1 wherever its weight is not 0
+    flat = rgb.reshape(h, w * 3)
+    out = np.empty_like(flat)
+    buf = np.empty((_BLOCK_ROWS, w * 3), np.float32)
+    for top in range(0, h, _BLOCK_ROWS):
+        index, n = r0[top:top + _BLOCK_ROWS], min(_BLOCK_ROWS, h - top)
+        d = buf[:n]
+        np.multiply(step[index], fy[top:top + n, None], out=d)
+        d += across[index]
+        np.rint(d, out=d)
+        d += flat[top:top + n]
+        np.clip(d, 0, 255, out=d)
+        out[top:top + n] = d
+    return out.reshape(rgb.shape)
+
+
+def _gram(taps: tuple, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """R.T @ R for the upsampling matrix R (pixels x grid) of `taps`: its diagonal and off-diagonal.
+
+    Each pixel mixes two neighbouring samples, so R.T @ R is tridiagonal.
+    """
+    import numpy as np
+
+    low, high, frac = taps
+    frac = frac.astype(np.float64)
+    diagonal = (np.bincount(low, (1.0 - frac) ** 2, minlength=size) + np.bincount(high, frac ** 2, minlength=size))
+    return diagonal, np.bincount(low, frac * (1.0 - frac), minlength=size)[:-1]
+
+
+def _rendered_energy(grid: np.ndarray, grams: tuple) -> float:
+    """Sum of squares of the bilinear upsampling of `grid` (see _add_rendered), computed on the grid.
+
+    With the upsampling written as Ry @ grid @ Rx.T, the energy is sum((Gy @ grid) * (grid @ Gx)) for the
+    tridiagonal Gram matrices G = R.T @ R (see _gram), so it never touches the full-size image.
+    """
+    import numpy as np
+
+    (dy, oy), (dx, ox) = grams
+    g = grid.astype(np.float64)
+    left = dy[:, None] * g
+    left[:-1] += oy[:, None] * g[1:]
+    left[1:] += oy[:, None] * g[:-1]
+    right = g * dx
+    right[:, :-1] += g[:, 1:] * ox
+    right[:, 1:] += g[:, :-1] * ox
+    return float(np.sum(left * right))
 
 
 @dataclass(frozen=True)
@@ -278,9 +356,10 @@ def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float,
     # A channel near black cannot go below 0, so the mark would lift its mean (SSIM's luminance term
     # punishes that near 0); fade the mark there, per channel, down to a floor. Clipping near white
     # only loses signal.
-    channels = np.asarray(small).astype(np.float32)
-    fades = np.stack([DARK_FLOOR + (1.0 - DARK_FLOOR) * np.clip(_min2x2(channels[:, :, c]) / DARK_MARGIN, 0.0, 1.0)
-                      for c in range(3)])
+    # The minimum commutes with the (monotonic) fade, so take it on uint8 and map levels through a table.
+    levels = np.arange(256, dtype=np.float32)
+    fade_of_level = DARK_FLOOR + (1.0 - DARK_FLOOR) * np.clip(levels / DARK_MARGIN, 0.0, 1.0)
+    fades = fade_of_level[np.moveaxis(_min2x2(np.asarray(small)), 2, 0)]
     cells, gains = _SSIM_GAIN
     gain = float(np.interp(cell, cells, gains)) * max(1.0, cell / cells[-1]) ** 0.5
     slack = 1.0 / ssim_target - 1.0

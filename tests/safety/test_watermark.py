@@ -63,6 +63,26 @@ def test_quality_targets_at_1024(marked_1024):
     assert metrics.structural_similarity(original, marked, channel_axis=2, data_range=255) >= 0.98
 
 
+
+@pytest.mark.parametrize("shape,cell", [((64, 80), 4.0), ((45, 70), 4.5), ((37, 50), 2.34375)])
+def test_rendering_matches_pil_bilinear_and_its_energy(shape, cell):
+    # The embedder renders the cell grid itself (numpy, blockwise); it must stay PIL's BILINEAR
+    # resampling (pixel centre (i + 0.5) at (i + 0.5) / cell, edges clamped), and the energy it
+    # computes on the grid for the PSNR cap must be the rendered image's sum of squares.
+    h, w = shape
+    rows, cols = int(np.ceil(h / cell)) + 1, int(np.ceil(w / cell)) + 1
+    rng = np.random.default_rng(3)
+    grids = [rng.normal(0, 5, (rows, cols)).astype(np.float32) for _ in range(3)]
+    taps = wm._bilinear_taps(h, cell, rows), wm._bilinear_taps(w, cell, cols)
+    base = np.full((h, w, 3), 128, np.uint8)
+    rendered = wm._add_rendered(base, grids, *taps).astype(np.float64) - 128
+    pil = np.stack([np.asarray(Image.fromarray(g, "F").resize((w, h), Image.BILINEAR, box=(0, 0, w / cell, h / cell)))
+                    for g in grids], axis=-1)
+    assert np.abs(rendered - pil).max() <= 0.5 + 1e-3  # only the rounding to whole levels
+    grams = wm._gram(taps[0], rows), wm._gram(taps[1], cols)
+    for grid, channel in zip(grids, np.moveaxis(pil, -1, 0)):
+        assert wm._rendered_energy(grid, grams) == pytest.approx(float(np.sum(channel.astype(np.float64) ** 2)), rel=1e-5)
+
 @pytest.mark.parametrize("attack", ["jpeg70", "resize0.5", "crop80", "brightness+20", "contrast-20", "webp"])
 def test_survives_required_attacks(marked_1024, attack):
     _, m = marked_1024
