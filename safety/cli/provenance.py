@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Implicit label and its integrity, C2PA, sdguard watermark, legacy "
                                      "SD watermarks, host metadata.")
     ins.add_argument("paths", nargs="+", metavar="PATH")
-    ins.add_argument("--no-legacy", action="store_true", help="skip the slow SD v1/SDXL watermark check")
+    ins.add_argument("--no-legacy", action="store_true", help="skip the legacy SD v1/SDXL watermark check (weak evidence)")
     ins.add_argument("--require", choices=REQUIRE_CHOICES,
                      help="exit 3 when a file lacks this signal ('any': lacks every signal)")
     ins.add_argument("--json", action="store_true", help="print one JSON object per file")
