@@ -89,6 +89,7 @@ AGE_WORDS_ALONE = [
     "teenager skateboarding in a park",
     "小学生在教室里读书",
     "a toddler in his underwear stands in front of a sink",
+    "一个小孩穿着内裤站在水槽前",
     "baby elephant with its mother",
     "女孩子在花园里",
 ]
@@ -301,13 +302,19 @@ ORDINARY = [
     "magna cum laude", "Al Gore giving a speech", "gore-tex jacket", "a murder of crows",
     "kinky curly hair", "pirate booty", "strap on a helmet", "the naked truth", "corpse bride",
     "pussycat", "bodyart", "shotgun", "teenage", "sexyback", "a nudibranch on a coral",
-    "做爱心蛋糕", "露点温度", "彩色图片", "独领风骚", "杀人鲸", "血腥玛丽鸡尾酒", "金黄图案",
+    "做爱心蛋糕", "露点温度", "一杯丝袜奶茶", "彩色图片", "独领风骚", "杀人鲸", "血腥玛丽鸡尾酒", "金黄图案",
 ]
 
 
 def test_short_cjk_term_inside_a_longer_word_is_not_a_cue(lexical_policy):
     # 真正太性感了 ("truly too sexy") contains 正太 (shota); it must not become minor_sexual.
     assert not check_prompt("真正太性感了", policy=lexical_policy("adult")).blocked
+
+
+@pytest.mark.parametrize("text", ["正太，光着身子", "小女孩穿着丁字裤", "萝莉 黑丝"])
+def test_chinese_minor_with_undressed_or_suggestive_is_minor_sexual(lexical_policy, text):
+    verdict = check_prompt(text, policy=lexical_policy("adult"))
+    assert verdict.action is Action.BLOCK and "minor_sexual" in verdict.codes
 
 
 @pytest.mark.parametrize("text", ORDINARY)
