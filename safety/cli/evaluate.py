@@ -13,7 +13,8 @@ from ..verdict import Finding
 from ._common import UsageError, add_policy_args, policy_from_args, print_json
 
 EVAL_DIR_ENV = "SDGUARD_EVAL_DIR"
-DEFAULT_EVAL_DIR = Path("/work/shared/eval")
+# The development sets live beside the checkout (../shared/eval) when run from the repository root.
+DEFAULT_EVAL_DIR = Path("..", "shared", "eval")
 BENIGN = "benign"
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="For each JSON Lines set ({'prompt': ..., 'label': 'sexual' | 'violence' | 'benign'}): "
                     "recall of the labelled category on harmful prompts, share flagged (for any category "
                     "the head scores or the sets label) on benign ones, and the thresholds used. Default sets: "
-                    f"${EVAL_DIR_ENV}, else {DEFAULT_EVAL_DIR}. Note that the bundled head was trained on "
+                    f"${EVAL_DIR_ENV}, else {DEFAULT_EVAL_DIR} (from the current folder). Note that the bundled head was trained on "
                     "part of those sets; its card gives held-out figures.")
     p.add_argument("files", nargs="*", metavar="FILE.jsonl", help="labelled prompt sets")
     p.add_argument("--combined", action="store_true",
