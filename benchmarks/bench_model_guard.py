@@ -153,7 +153,8 @@ def bench_hash(tmp: Path, megabytes: int) -> list[tuple[str, str]]:
 
 
 def bench_rescan(tmp: Path, count: int, lex) -> list[tuple[str, str]]:
-    from sdguard.cli.models import collect_files
+    from sdguard.cli._common import find_files
+    from sdguard.cli.models import MODEL_EXTS
 
     folder = tmp / "loras"
     folder.mkdir()
@@ -163,7 +164,7 @@ def bench_rescan(tmp: Path, count: int, lex) -> list[tuple[str, str]]:
     cache = HashCache(tmp / "cache.sqlite")
 
     def scan():
-        return [check_model_file(p, policy, lexicon=lex, cache=cache) for p in collect_files([str(folder)])]
+        return [check_model_file(p, policy, lexicon=lex, cache=cache) for p, _ in find_files([str(folder)], MODEL_EXTS)]
 
     cold = _timed(scan)
     warm = min(_timed(scan) for _ in range(3))
