@@ -56,16 +56,22 @@ def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
 
 
 def check_images(images: Sequence[Any], policy: Policy | None = None, *, stage: str = STAGE,
-                 backends: Mapping[str, ImageBackend] | None = None) -> list[Verdict]:
+                 backends: Mapping[str, ImageBackend] | None = None,
+                 only: Sequence[str] | None = None) -> list[Verdict]:
     """Check each image of a batch (or each frame of a video) on its own; one verdict each, in order.
 
-    Args and Returns: as `check_image`, per item.
+    Args and Returns: as `check_image`, per item, plus:
+        only (`Sequence[str]`, *optional*): run just these backends instead of the policy's
+            ``[image]`` ensemble (the in-loop monitor's ``[monitor] backends``); those listed in
+            ``[image] required`` stay required. The caller must keep a feeder of each protected
+            cue (`preview_check.preview_backends` checks that).
     """
     policy = policy or load_policy()
     settings = policy.section("image")
-    required = set(settings["required"])
     # A required backend missing from `backends` still runs: leaving it out must not open the gate.
-    names = [*settings["backends"], *(n for n in settings["required"] if n not in settings["backends"])]
+    names = list(only) if only is not None else [
+        *settings["backends"], *(n for n in settings["required"] if n not in settings["backends"])]
+    required = set(settings["required"]) & set(names)
     loaded, failures = load_backends(names, backends)
     missing = sorted(name for name in failures if name in required)
     if missing:

@@ -36,7 +36,7 @@ from .errors import Blocked, PolicyError
 from .latent_formats import LatentFormat, latent_format
 from .policy import Policy
 from .preview_check import (STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews,
-                            latent_bytes)
+                            latent_bytes, preview_backends)
 from .verdict import Action, Verdict, unavailable
 
 if TYPE_CHECKING:
@@ -182,12 +182,12 @@ class LoopMonitor:
         decoder (`PreviewDecoder`, *optional*): defaults to `make_decoder` with the policy's
             ``decoder`` choice; adapters pass one built with the host's folders or its VAE.
         checker (`Callable`, *optional*): ``checker(images, policy, stage="preview") -> list[Verdict]``;
-            defaults to the image guard's `check_images`.
+            defaults to the image guard's `check_images` with the ``[monitor] backends``.
         audit (`AuditLog`, *optional*): receives the blocking verdict, or the run's verdict at `finish`.
 
     Raises:
         `GuardUnavailable`: the policy requires TAESD and it cannot load.
-        `PolicyError`: a bad ``[monitor]`` schedule.
+        `PolicyError`: a bad ``[monitor]`` schedule or backends list (see `preview_backends`).
         `ValueError`: unknown family.
 
     Example:
@@ -209,6 +209,8 @@ class LoopMonitor:
                               path=policy.source)
         self.check_final = bool(settings["check_final"])
         self.background = bool(settings["background"])
+        if self.enabled:
+            preview_backends(policy)  # a bad [monitor] backends list fails here, not at the first check
         if decoder is None and self.enabled:
             from .latent_preview import make_decoder
             decoder = make_decoder(self.format, settings["decoder"])

@@ -328,8 +328,8 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
 
     seen = []
 
-    def fake_check_images(images, policy, stage):
-        seen.append((len(images), images[0].shape, stage))
+    def fake_check_images(images, policy, stage, only):
+        seen.append((len(images), images[0].shape, stage, only))
         return FakeChecker()(images, policy, stage)
 
     monkeypatch.setattr(sdguard.image_guard, "check_images", fake_check_images)
@@ -340,7 +340,8 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
                  "--json", "--out", str(tmp_path / "out"))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert status == 0 and [r["item"] for r in lines] == [0, 1]
-    assert seen == [(2, (16, 16, 3), "preview")]    # linear previews keep latent resolution
+    # Linear previews keep latent resolution; the public profile's preview backends judge them.
+    assert seen == [(2, (16, 16, 3), "preview", ("nudenet", "age"))]
     assert lines[0]["latent"]["space"] == "raw→internal" and abs(lines[0]["latent"]["std"] - 1.0) < 0.1
     assert lines[0]["hint"] is None and lines[0]["action"] == "allow"
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -352,7 +353,9 @@ def test_cli_blocked_preview_is_never_written(tmp_path, capsys, monkeypatch):
 
     import sdguard.image_guard
 
-    monkeypatch.setattr(sdguard.image_guard, "check_images", FakeChecker())
+    fake = FakeChecker()
+    monkeypatch.setattr(sdguard.image_guard, "check_images", lambda images, policy, stage, only: fake(
+        images, policy, stage))
     x0 = torch.zeros(2, 4, 8, 8)
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 8.0 - 4.0
     x0[1] = 5.0 + checker                            # decodes bright (flagged); std 4 looks raw
