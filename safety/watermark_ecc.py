@@ -50,6 +50,10 @@ def _trellis() -> tuple[np.ndarray, np.ndarray]:
 
 
 _OUTPUTS, _NEXT = _trellis()
+# Each next state n has exactly two predecessors, (n >> 1) and (n >> 1) | 32, both with input bit n & 1.
+_NXT = np.arange(_STATES)
+_PRED = np.stack([_NXT >> 1, (_NXT >> 1) | (_STATES >> 1)])   # (2, 64)
+_BRANCH_OUT = _OUTPUTS[_PRED, (_NXT & 1)[None, :]]              # (2, 64, 3): each branch's ±1 outputs
 
 
 def crc32(payload: bytes, key: bytes) -> int:
@@ -83,7 +87,7 @@ def encode(bits: np.ndarray) -> np.ndarray:
 
 
 def viterbi(soft: np.ndarray) -> np.ndarray:
-    """Soft-decision Viterbi decoding.
+    """Soft-decision Viterbi decoding: the single most likely message (see list_viterbi).
 
     Args:
         soft: CODED_BITS reals; positive means "bit 1", magnitude means confidence.
@@ -91,23 +95,65 @@ def viterbi(soft: np.ndarray) -> np.ndarray:
     Returns:
         The MESSAGE_BITS most likely message bits (uint8), assuming the encoder ended in state 0.
     """
-    steps = soft.reshape(-1, RATE)
-    # Each next state n has exactly two predecessors: (n >> 1) and (n >> 1) | 32, both with input n & 1.
-    nxt = np.arange(_STATES)
-    pred = np.stack([nxt >> 1, (nxt >> 1) | (_STATES >> 1)])
-    bit_in = nxt & 1
-    branch_out = _OUTPUTS[pred, bit_in[None, :]]  # (2, 64, 3)
+    branch = _branch_metrics(soft)
     metric = np.full(_STATES, -np.inf)
     metric[0] = 0.0
-    choices = np.empty((len(steps), _STATES), dtype=np.uint8)
-    for t, received in enumerate(steps):
-        cand = metric[pred] + branch_out @ received
+    choices = np.empty((len(branch), _STATES), dtype=np.uint8)
+    for t, step in enumerate(branch):
+        cand = metric[_PRED] + step
         pick = np.argmax(cand, axis=0)
         choices[t] = pick
-        metric = cand[pick, nxt]
+        metric = cand[pick, _NXT]
     state = 0
-    decoded = np.empty(len(steps), dtype=np.uint8)
-    for t in range(len(steps) - 1, -1, -1):
+    decoded = np.empty(len(branch), dtype=np.uint8)
+    for t in range(len(branch) - 1, -1, -1):
         decoded[t] = state & 1
-        state = pred[choices[t, state], state]
-    return decoded[:len(steps) - _MEMORY]
+        state = _PRED[choices[t, state], state]
+    return decoded[:len(branch) - _MEMORY]
+
+
+
+def list_viterbi(soft: np.ndarray, size: int) -> list[np.ndarray]:
+    """Parallel list Viterbi decoding: the `size` most likely messages, best first.
+
+    Every state keeps its `size` best paths (not only the best one). The caller checks the
+    messages against the CRC in order: a message ranked below the first can still be the right
+    one when noise made a wrong path look slightly better ("CRC-aided list decoding", worth about
+    1 dB at this block length). Each message checked is one more chance for noise to pass the CRC,
+    so the false-detection bound grows with `size`.
+
+    Args:
+        soft: CODED_BITS reals; positive means "bit 1", magnitude means confidence.
+        size: how many messages to return (at least 1).
+
+    Returns:
+        Up to `size` distinct MESSAGE_BITS-bit messages (uint8), assuming the encoder ended in state 0.
+    """
+    branch = _branch_metrics(soft)
+    metric = np.full((_STATES, size), -np.inf)
+    metric[0, 0] = 0.0
+    rows = np.arange(_STATES)[:, None]
+    choices = np.empty((len(branch), _STATES, size), dtype=np.int32)
+    cand = np.empty((_STATES, 2 * size))
+    for t in range(len(branch)):
+        # Candidates for next state n: the lists of both predecessors, each plus its branch metric.
+        np.add(metric[_PRED[0]], branch[t, 0][:, None], out=cand[:, :size])
+        np.add(metric[_PRED[1]], branch[t, 1][:, None], out=cand[:, size:])
+        pick = np.argsort(-cand, axis=1, kind="stable")[:, :size]
+        choices[t] = pick
+        metric = cand[rows, pick]
+    # Trace all surviving paths that end in state 0 back at once.
+    ranks = np.flatnonzero(np.isfinite(metric[0]))
+    states = np.zeros(len(ranks), dtype=np.int64)
+    decoded = np.empty((len(branch), len(ranks)), dtype=np.uint8)
+    for t in range(len(branch) - 1, -1, -1):
+        decoded[t] = states & 1
+        pick = choices[t, states, ranks]
+        states, ranks = _PRED[pick // size, states], pick % size
+    return [decoded[:len(branch) - _MEMORY, i] for i in range(decoded.shape[1])]
+
+
+def _branch_metrics(soft: np.ndarray) -> np.ndarray:
+    """Correlation of every step's received values with every branch: (steps, predecessor choice, next state)."""
+    steps = np.asarray(soft, dtype=np.float64).reshape(-1, RATE)
+    return np.einsum("tr,jnr->tjn", steps, _BRANCH_OUT)

@@ -116,8 +116,81 @@ def test_saturated_colour_keeps_its_mark_through_jpeg():
 
 
 def test_false_detection_bound_is_stated():
-    assert wm.MAX_HYPOTHESES == 4
-    assert wm.MAX_HYPOTHESES * 2 ** -ecc.CRC_BITS <= 1e-9
+    assert wm.MAX_CRC_CHECKS == wm.MAX_HYPOTHESES * (1 + wm.LIST_SIZE)
+    assert wm.MAX_CRC_CHECKS * 2 ** -ecc.CRC_BITS <= 1e-6
+
+
+def test_detector_checks_at_most_the_stated_number_of_messages(monkeypatch):
+    # With both gates open every hypothesis is decoded and listed: the CRC count is the bound's worst case.
+    monkeypatch.setattr(wm, "SYNC_MIN_RATIO", 0.0)
+    monkeypatch.setattr(wm, "LIST_MIN_CORRELATION", -1.0)
+    calls = []
+    real_check = ecc.check_message
+    monkeypatch.setattr(ecc, "check_message", lambda bits, key: calls.append(1) or real_check(bits, key))
+    for image in (scene(11, 512, 640), scene(12, 300, 900)):
+        calls.clear()
+        assert not wm.detect(image).detected
+        assert wm.MAX_HYPOTHESES < len(calls) <= wm.MAX_CRC_CHECKS
+
+
+def test_list_decoder_returns_distinct_messages_best_first_and_beats_plain_viterbi():
+    rng = np.random.default_rng(4)
+    code = 2.0 * ecc.encode(ecc.message_bits(PAYLOAD, b"k")) - 1.0
+    plain = listed = 0
+    for _ in range(40):
+        soft = 0.8 * code + rng.normal(size=len(code))   # correlation ~0.62: plain Viterbi often fails
+        messages = ecc.list_viterbi(soft, 16)
+        assert len({m.tobytes() for m in messages}) == len(messages) == 16
+        assert np.array_equal(messages[0], ecc.viterbi(soft))
+        plain += ecc.check_message(messages[0], b"k") == PAYLOAD
+        listed += any(ecc.check_message(m, b"k") == PAYLOAD for m in messages)
+    assert listed >= plain + 5
+
+
+def test_reweighting_discounts_a_band_that_carries_only_noise():
+    # WebP/JPEG can leave the chroma copy as pure noise; with equal weights it drowns the luma copy.
+    rng = np.random.default_rng(8)
+    code = 2.0 * ecc.encode(ecc.message_bits(PAYLOAD, wm.DEFAULT_KEY.encode())) - 1.0
+    equal = weighted = 0
+    for _ in range(20):
+        soft = np.stack([code + rng.normal(size=len(code)), rng.normal(0, 1.2, len(code))])   # luma, chroma
+        equal += ecc.check_message(ecc.viterbi(soft.sum(axis=0)), wm.DEFAULT_KEY.encode()) == PAYLOAD
+        weighted += wm._decode_soft(soft, 32.0, wm.DEFAULT_KEY).payload == PAYLOAD.hex()
+    assert equal <= 3 and weighted >= 10
+
+
+def test_uncropped_zero_shift_is_a_hypothesis_of_its_own():
+    layout = wm._layout(wm.DEFAULT_KEY)
+    rng = np.random.default_rng(6)
+    bands = (rng.normal(size=(256, 256)).astype(np.float32), rng.normal(size=(256, 256)).astype(np.float32))
+    hypotheses = wm._soft_bits(bands, (32.0, 32.0), layout)
+    assert 1 <= len(hypotheses) <= 2
+    assert all(soft.shape == (2, ecc.CODED_BITS) and ratio > 0 for soft, ratio in hypotheses)
+
+
+def test_candidates_keep_the_nominal_period_unless_both_axes_match(monkeypatch):
+    residual = np.zeros((256, 320), np.float32)
+    monkeypatch.setattr(wm, "_find_periods", lambda r: [(63.03, 63.48), (47.4, 47.4)])
+    assert wm._candidates(residual, 64.0) == [(63.03, 63.48), (47.4, 47.4), (64.0, 64.0)]
+    monkeypatch.setattr(wm, "_find_periods", lambda r: [(63.8, 64.3)])
+    assert wm._candidates(residual, 64.0) == [(64.0, 64.0)]
+
+
+def test_cell_grid_correlation_and_notch_match_their_full_resolution_definitions():
+    layout = wm._layout(wm.DEFAULT_KEY)
+    up = wm._interp_matrix(wm.FOLD, wm.FOLD / wm.TILE)
+    masks = np.zeros((ecc.CODED_BITS, wm.TILE, wm.TILE))
+    masks[layout.bit_of_cell, np.arange(wm.TILE)[:, None], np.arange(wm.TILE)[None, :]] = layout.signs
+    patterns = (up @ masks @ up.T).reshape(ecc.CODED_BITS, -1)
+    folds = np.random.default_rng(7).normal(size=(2, wm.FOLD, wm.FOLD)).astype(np.float32)
+    centre = (10, 53)
+    fast = wm._bit_correlations(folds, centre, layout)
+    for i, (dy, dx) in enumerate((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
+        shifted = np.roll(folds[1], (-(centre[0] + dy), -(centre[1] + dx)), axis=(0, 1))
+        np.testing.assert_allclose(fast[1, i], patterns @ shifted.reshape(-1), atol=1e-3)
+    spectrum = np.fft.rfft2(folds)
+    spectrum[..., ::wm.BLOCK_NOTCH, ::wm.BLOCK_NOTCH] = 0.0
+    np.testing.assert_allclose(wm._notch(folds), np.fft.irfft2(spectrum, s=folds.shape[1:]), atol=1e-5)
 
 
 def test_unmarked_images_and_crops_are_not_marked():
