@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,8 @@ CAPTION_SETS = ("benign_coco10k", "benign_parti", "benign_animals")
 SPLIT_CAPTIONS = (0.4, 0.3)
 SPLIT_OTHER = (0.6, 0.0)
 # Leave-one-group-out checks: how the head fares on a kind of prompt it never saw.
-LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("sexual_artistic", "benign_artistic_twins"),
+LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("benign_sixcd",),
+                    ("sexual_artistic", "benign_artistic_twins"), ("sexual_booru", "benign_booru_twins"),
                     ("sexual_soup", "benign_soup"))
 MAX_TOKENS = 128
 HIDDEN = 64
@@ -50,8 +52,9 @@ ENSEMBLE = 5
 EPOCHS = 300
 LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-3
+INPUT_NOISE = 0.0
 HEAD_NAME = "sdguard-prompt-head"
-HEAD_VERSION = "1"
+HEAD_VERSION = "2"
 
 
 @dataclass
@@ -89,6 +92,8 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
     if path.is_file():
         stored = np.load(path)
         cache = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+    # NFKC as at run time (prompt_semantic.semantic_scores), so training sees what the guard sees.
+    prompts = [unicodedata.normalize("NFKC", p) for p in prompts]
     keys = [hashlib.sha1(f"{MAX_TOKENS}\x00{p}".encode()).hexdigest() for p in prompts]
     todo = [i for i, k in enumerate(keys) if k not in cache]
     if todo:
@@ -104,38 +109,45 @@ def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np
     logits averaged, which is again a 1-hidden-layer MLP. Averaging calms the score tails on
     benign prompts, so the same false-positive rate leaves a lower threshold.
 
+    The members train together as one batched model whose loss is the sum of theirs; AdamW works
+    per element, so each member trains exactly as it would alone (one big matmul is just faster).
+    Each member: `HIDDEN` ReLU units, a sigmoid per category, full-batch AdamW on weighted BCE,
+    Gaussian noise of `INPUT_NOISE` (per dimension) on the unit-length embeddings as regulariser.
+
     Args:
         x (`np.ndarray`): (n, 384) embeddings.
         y (`np.ndarray`): (n, categories) 0/1 targets.
         weight (`np.ndarray`): (n,) per-prompt weight (see `set_weights`).
     """
-    members = [_train_member(x, y, weight, SEED + k) for k in range(ENSEMBLE)]
-    return {"hidden.weight": np.concatenate([m["hidden.weight"] for m in members], axis=1),
-            "hidden.bias": np.concatenate([m["hidden.bias"] for m in members]),
-            "out.weight": np.concatenate([m["out.weight"] for m in members], axis=0) / ENSEMBLE,
-            "out.bias": np.mean([m["out.bias"] for m in members], axis=0)}
-
-
-def _train_member(x: np.ndarray, y: np.ndarray, weight: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """One MLP (`HIDDEN` ReLU units, a sigmoid per category), full-batch AdamW on weighted BCE."""
     import torch
 
-    torch.manual_seed(seed)
+    w1, b1, w2, b2 = [], [], [], []
+    for k in range(ENSEMBLE):  # the same initialisation a lone member with this seed gets
+        torch.manual_seed(SEED + k)
+        first, last = torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.Linear(HIDDEN, y.shape[1])
+        w1.append(first.weight.detach().T)
+        b1.append(first.bias.detach())
+        w2.append(last.weight.detach().T)
+        b2.append(last.bias.detach())
+    params = [torch.cat(w1, dim=1).requires_grad_(), torch.cat(b1).requires_grad_(),
+              torch.stack(w2).requires_grad_(), torch.stack(b2).requires_grad_()]
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     wt = torch.from_numpy(weight.astype(np.float32))[:, None]
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], HIDDEN), torch.nn.ReLU(),
-                                torch.nn.Linear(HIDDEN, y.shape[1]))
-    opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    noise = torch.Generator().manual_seed(SEED)
+    opt = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     for _ in range(EPOCHS):
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xt), yt, weight=wt)
-        loss.backward()
+        xin = xt + INPUT_NOISE * torch.randn(xt.shape, generator=noise) if INPUT_NOISE else xt
+        hidden = torch.relu(xin @ params[0] + params[1]).view(len(xt), ENSEMBLE, HIDDEN)
+        logits = torch.einsum("neh,ehc->nec", hidden, params[2]) + params[3]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, yt[:, None, :].expand_as(logits), weight=wt[:, :, None], reduction="none")
+        (loss.mean(dim=(0, 2)).sum()).backward()
         opt.step()
-    first, last = model[0], model[2]
-    return {"hidden.weight": first.weight.detach().numpy().T.copy(),
-            "hidden.bias": first.bias.detach().numpy().copy(),
-            "out.weight": last.weight.detach().numpy().T.copy(),
-            "out.bias": last.bias.detach().numpy().copy()}
+    return {"hidden.weight": params[0].detach().numpy().copy(),
+            "hidden.bias": params[1].detach().numpy().copy(),
+            "out.weight": params[2].detach().reshape(ENSEMBLE * HIDDEN, -1).numpy() / ENSEMBLE,
+            "out.bias": params[3].detach().mean(dim=0).numpy()}
 
 
 def set_weights(sets: list[PromptSet]) -> np.ndarray:
@@ -271,11 +283,13 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
         lines += ["", "## Leave-one-group-out", "",
                   "The head retrained without a group of sets (thresholds recalibrated), then measured on "
                   "all of that group: the honest estimate for a kind of prompt seen nowhere in training.", "",
-                  "| left out | set | metric | value |", "|---|---|---|---|"]
+                  "| left out | set | metric | value | flagged sexual | flagged violence |",
+                  "|---|---|---|---|---|---|"]
         for item in report["leave_out"]:
             for row in item["test"]:
+                per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
                 lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {row['metric']} "
-                             f"({row['category']}) | {row['value']:.1%} |")
+                             f"({row['category']}) | {row['value']:.1%} | " + " | ".join(per) + " |")
     lines += ["", "Synthetic sets share templates between their train and test parts, so their figures "
               "are optimistic; the Six-CD and caption figures are the ones to trust. The public sets "
               "sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean twins) were "
