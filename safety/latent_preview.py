@@ -220,7 +220,8 @@ class TAESDPreview:
         self.format = fmt
         self.path = Path(path) if path is not None else find_taesd_decoder(
             fmt.taesd_decoder, search_dirs, model_roots=model_roots)
-        self._module = load_taesd_decoder(self.path, fmt.channels)
+        # Channels-last (NHWC) convolutions: 20-40 % faster on CPU (oneDNN), and cuDNN prefers them too.
+        self._module = load_taesd_decoder(self.path, fmt.channels).to(memory_format=torch.channels_last)
         logger.debug("TAESD decoder %s loaded", self.path)
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
@@ -228,7 +229,7 @@ class TAESDPreview:
         if next(self._module.parameters()).device != x0.device:
             self._module = self._module.to(x0.device)
         with torch.inference_mode():
-            return self._module(x0.float()).clamp(0.0, 1.0)
+            return self._module(x0.float().contiguous(memory_format=torch.channels_last)).clamp(0.0, 1.0)
 
 
 class VAEPreview:

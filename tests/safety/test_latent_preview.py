@@ -170,6 +170,26 @@ def test_taesd_loads_saved_weights_strictly(tmp_path, suffix):
         assert torch.allclose(out, reference(x0).clamp(0, 1), atol=1e-5)
 
 
+def test_taesd_previews_match_the_plain_layout_decoder(tmp_path):
+    """The channels-last decoder gives the previews a plain NCHW decoder would, resized and shrunk."""
+    _, reference = save_decoder(tmp_path, "taesd_decoder", 4)
+
+    class Plain:
+        name, upscale = "plain", 8
+
+        def decode(self, x0):
+            with torch.inference_mode():
+                return reference(x0.contiguous()).clamp(0.0, 1.0)
+
+    decoder = TAESDPreview(latent_format("sd15"), search_dirs=[tmp_path])
+    x0 = torch.randn(2, 4, 12, 10)
+    for kwargs in ({"size": 0}, {"size": 40}, {"size": 40, "shrink_latent": True}):
+        ours, plain = preview_images(decoder, x0, **kwargs), preview_images(Plain(), x0, **kwargs)
+        for a, b in zip(ours, plain):
+            assert a[0].shape == b[0].shape and a[0].flags.c_contiguous
+            assert abs(a[0].astype(int) - b[0].astype(int)).max() <= 1
+
+
 def test_taesd_16_channel_decoder_for_flux(tmp_path):
     save_decoder(tmp_path, "taef1_decoder", 16, ".safetensors")
     out = TAESDPreview(latent_format("flux"), search_dirs=[tmp_path]).decode(torch.randn(2, 16, 4, 4))
