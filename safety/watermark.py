@@ -11,8 +11,9 @@ Design ("tile-sync"):
   are independent. Chroma carries the mark where luma texture would drown it (grass, gravel,
   grey images); luma carries it through JPEG/WebP, which quantise chroma hard. The amplitude per
   cell is set from local texture so that local SSIM stays near `SSIM_TARGET` (faint in flat areas,
-  strong in busy ones), faded per channel near black, and capped at an RMS of `strength` levels
-  over the three channels (PSNR >= 40.8 dB).
+  strong in busy ones) and split between luma and chroma by the same texture (mostly luma where
+  flat, more chroma where busy: `LUMA_SHARE_FLAT`), faded per channel near black, and capped at an
+  RMS of `strength` levels over the three channels (PSNR >= 40.2 dB).
 * The detector works at a normalised size (short side 256) on whitened luma and Cr, finds the
   tile's period from the autocorrelation peaks (which survives resizing and cropping) and also
   tries the nominal period (most edits keep the size), folds all tiles of both bands onto one
@@ -60,7 +61,7 @@ MAX_SMALL_CELL_PX = 4.0
 CELLS_PER_SHORT_SIDE = 256
 MIN_CELL_PX = 2.0
 NORM_SHORT_SIDE = 256      # the detector's working size
-DEFAULT_STRENGTH = 2.3     # at most this RMS luma change in 8-bit levels (PSNR >= 40.8 dB)
+DEFAULT_STRENGTH = 2.45    # at most this RMS change over R, G, B in 8-bit levels (PSNR >= 40.2 dB)
 SSIM_TARGET = 0.982        # per-window SSIM the texture mask aims for (see _texture_mask)
 # Cell amplitude per allowed in-window RMS, by cell size in px (measured: bilinear rendering and
 # SSIM's window both see only part of a coarse pattern's variance).
@@ -83,7 +84,11 @@ SYNC_MIN_RATIO = 1.3       # a shift hypothesis is decoded only when its energy 
 LIST_MIN_CORRELATION = 0.58 # re-weighted soft bits must correlate this well with their code to try the list
 # Messages checked against the CRC-32 per image, each passing by chance with probability 2**-32.
 MAX_CRC_CHECKS = MAX_HYPOTHESES * (1 + LIST_SIZE)
-LUMA_WEIGHT, CHROMA_WEIGHT = 0.9, 0.436  # share of the mask's amplitude in luma and chroma (squares sum to 1)
+# Share of the mask's amplitude in luma (the chroma share is sqrt(1 - luma**2)): most in flat areas, where
+# luma survives WebP/JPEG and chroma does not; less where luma texture (local std, in levels) would drown
+# the luma copy at the detector while chroma stays clean (grass, gravel). Linear in the local std between.
+LUMA_SHARE_FLAT, LUMA_SHARE_TEXTURED = 0.9, 0.65
+TEXTURE_STD_FLAT, TEXTURE_STD_TEXTURED = 3.0, 15.0
 CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
 CHROMA_OF_CHANNEL = (1.0, CHROMA_G, 0.0)  # the chroma pattern's share in R, G, B
 CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
@@ -161,11 +166,11 @@ def embed(rgb: np.ndarray, payload: bytes, *, key: str = DEFAULT_KEY, strength: 
     cells = np.tile(tile, (rows // TILE + 2, cols // TILE + 2))
     cells = cells[:rows + TILE, :cols + TILE]
     cells, shifted = cells[:rows, :cols], cells[TILE // 2:TILE // 2 + rows, TILE // 2:TILE // 2 + cols]
-    amp, fades = _texture_mask(rgb, (cols, rows), cell, ssim_target)
+    amp, luma_share, fades = _texture_mask(rgb, (cols, rows), cell, ssim_target)
     # Luma and chroma carry the same tile, the chroma copy shifted by half a tile so the two patterns
     # are independent (each channel's SSIM window sees their variances add, not their amplitudes).
     # Each channel fades on its own near black, so a saturated colour keeps its mark in the others.
-    luma, chroma = amp * LUMA_WEIGHT * cells, amp * CHROMA_WEIGHT * shifted  # float32 throughout
+    luma, chroma = amp * luma_share * cells, amp * np.sqrt(1.0 - luma_share * luma_share) * shifted  # float32
     grids = [fade * (luma + np.float32(k) * chroma) for fade, k in zip(fades, CHROMA_OF_CHANNEL)]
     rows_up, cols_up = _bilinear_taps(h, cell, rows), _bilinear_taps(w, cell, cols)
     # The PSNR budget caps what the SSIM mask allows. The rendered energy is computed on the cell
@@ -349,7 +354,8 @@ def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float,
     Variance is measured on a grid twice as fine as the cells (closer to SSIM's windows).
 
     Returns:
-        The amplitude grid (rows, cols) and each channel's near-black fade (3, rows, cols).
+        The amplitude grid (rows, cols), the luma share of it per cell (rows, cols; see
+        LUMA_SHARE_FLAT) and each channel's near-black fade (3, rows, cols).
     """
     import numpy as np
     from PIL import Image
@@ -371,7 +377,9 @@ def _texture_mask(rgb: np.ndarray, size: tuple[int, int], cell: float,
     cells, gains = _SSIM_GAIN
     gain = float(np.interp(cell, cells, gains)) * max(1.0, cell / cells[-1]) ** 0.5
     slack = 1.0 / ssim_target - 1.0
-    return gain * np.sqrt(slack * (2.0 * var + _SSIM_C2)), fades
+    luma_share = np.interp(np.sqrt(var), (TEXTURE_STD_FLAT, TEXTURE_STD_TEXTURED),
+                           (LUMA_SHARE_FLAT, LUMA_SHARE_TEXTURED)).astype(np.float32)
+    return gain * np.sqrt(slack * (2.0 * var + _SSIM_C2)), luma_share, fades
 
 
 def _min2x2(a: np.ndarray) -> np.ndarray:
