@@ -34,6 +34,7 @@ import torch  # noqa: E402
 STEPS = 20
 LATENT_512 = 64     # SD1.5 512² → 64×64 latent
 LATENT_1024 = 128   # SDXL 1024² → 128×128 latent
+SMALL_PREVIEW = 128  # the TAESD preview size a CPU decodes in about 100 ms (cost grows with output pixels)
 # Per-step times of SD1.5 512² (batch 1, CFG, 20 steps), in ms, from public user reports (not
 # measured here; no GPU was lent):
 #   RTX 3090: "Euler a at 20 steps in 2.5 seconds" (AUTOMATIC1111/stable-diffusion-webui#241) → 125 ms
@@ -42,6 +43,7 @@ LATENT_1024 = 128   # SDXL 1024² → 128×128 latent
 #   → 19 ms; an H100 running plain PyTorch at batch 1 is launch-bound, between the last two.
 STEP_MS = {"RTX 3090 (A1111 #241)": 125.0, "RTX 4090 (A1111 #2449)": 50.0, "TensorRT UNet (A1111 #7378)": 19.0}
 OVERHEAD_TARGET = 0.03
+SIM_RUNS = 3  # simulated runs per setting (median)
 
 
 def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -96,11 +98,16 @@ def main() -> None:
     linear = LinearPreview(fmt)
     decode_ms = timed(lambda: preview_images(linear, x0_512, size=size), args.repeats, device)
     rows.append((f"linear decode 64² latent → {preview.shape[1]}² preview", decode_ms, ""))
-    for name, backend in _backends(args.fake_classifier, policy).items():
+    backends = _backends(args.fake_classifier, policy)
+    for name, backend in backends.items():
+        if getattr(backend, "needs_faces", False):
+            continue  # age runs on faces only; a random preview has none
         rows.append((f"  {name} alone, one {preview.shape[1]}² preview", timed(
             lambda backend=backend: backend.detect([preview]), args.repeats, device), ""))
     classify_ms = timed(lambda: checker([preview], policy, stage="preview"), args.repeats, device)
     rows.append((f"classifier, public previews ({classifier_name})", classify_ms, ""))
+    gil_ms = _python_ms(lambda: checker([preview], policy, stage="preview"), backends, args.repeats)
+    rows.append(("  of which Python (holds the GIL; the rest is onnxruntime)", gil_ms, ""))
     if not args.fake_classifier:
         classroom = load_policy("classroom")
         full, full_name = _checker(False, classroom)
@@ -117,6 +124,9 @@ def main() -> None:
         lambda: taesd.decode(x0_512), full_repeats, device), ""))
     rows.append((f"TAESD 128² latent shrunk → {size}² (monitor default)", timed(
         lambda: preview_images(taesd, x0_1024, size=size, shrink_latent=True), args.repeats, device), ""))
+    rows.append((f"TAESD 128² latent shrunk → {SMALL_PREVIEW}² (preview_size = {SMALL_PREVIEW})", timed(
+        lambda: preview_images(taesd, x0_1024, size=SMALL_PREVIEW, shrink_latent=True), args.repeats, device),
+        "target ≤ 100 ms on CPU"))
 
     print(f"\n{'measured here (median of ' + str(args.repeats) + ')':<58} {'ms':>9}")
     for label, ms, note in rows:
@@ -131,7 +141,9 @@ def main() -> None:
         dec = decode_ms if args.decode_ms is None else args.decode_ms
         cls = classify_ms if args.classifier_ms is None else args.classifier_ms
         estimates.append((f"decode {dec:g} + classify {cls:g} ms (assumed)", dec, cls))
-    print(f"{'per-step time':<28} {'costs':<34} {'sync est.':>9} {'bg est.':>8} {'sync sim.':>9} {'bg sim.':>8}")
+    unwaited = len(check_steps(STEPS, policy.section("monitor")["schedule"], False))
+    print(f"{'per-step time':<28} {'costs':<34} {'sync est.':>9} {'bg est.':>8} {'bg, no final':>12} "
+          f"{'sync sim.':>9} {'bg sim.':>8}")
     for label, step_ms in STEP_MS.items():
         simulated = None
         if not args.no_simulation:
@@ -141,11 +153,16 @@ def main() -> None:
             sync = checks * (dec + cls) / (STEPS * step_ms)
             # Background: decodes stay on the sampler thread; of the classifications only the last
             # one (the final step's) is waited for, if the worker keeps up between checks.
-            background = (checks * dec + cls) / (STEPS * step_ms)
+            background = (checks * dec + cls + (checks - 1) * gil_ms) / (STEPS * step_ms)
+            # check_final = false: no check is waited for (the last one reports steps before the end).
+            no_final = unwaited * (dec + gil_ms) / (STEPS * step_ms)
             sims = f"{simulated[0]:>9.1%} {simulated[1]:>8.1%}" if simulated and costs == "measured costs" else ""
-            print(f"{label:<28} {costs:<34} {sync:>9.1%} {background:>8.1%} {sims}")
+            print(f"{label:<28} {costs:<34} {sync:>9.1%} {background:>8.1%} {no_final:>12.1%} {sims}")
     print("\nest. = from the costs above; sim. = wall time of a 20-step run that sleeps per step (a GPU "
-          "leaves the CPU free) with the monitor vs without; bg = [monitor] background = true.")
+          "leaves the CPU free) with the monitor vs without; bg = [monitor] background = true.\n"
+          "bg est. = the decodes and the final check (waited for) plus the Python time of the other checks "
+          "(it holds the GIL, which a launch-bound sampler thread also needs: an upper bound);\n"
+          "bg, no final = the same with check_final = false (the image stage still checks the final image).")
 
 
 def _checker(fake: bool, policy) -> tuple[Callable, str]:
@@ -171,13 +188,44 @@ def _checker(fake: bool, policy) -> tuple[Callable, str]:
 
 
 def _backends(fake: bool, policy) -> dict:
-    """The whole image ensemble's detectors that run on every preview (age needs faces), loaded."""
+    """The whole image ensemble's backends, loaded (none with --fake-classifier)."""
     if fake:
         return {}
     from sdguard.image_guard import load_backends
 
-    loaded, _ = load_backends(list(policy.section("image")["backends"]))
-    return {name: b for name, b in loaded.items() if not getattr(b, "needs_faces", False)}
+    return load_backends(list(policy.section("image")["backends"]))[0]
+
+
+def _python_ms(check: Callable[[], object], backends: dict, repeats: int) -> float:
+    """Median ms of one `check` spent outside onnxruntime's `run` (which releases the GIL)."""
+    inside = [0.0]
+
+    class Timed:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return self.session.run(*args, **kwargs)
+            finally:
+                inside[0] += (time.perf_counter() - start) * 1000
+
+    sessions = {name: b._session for name, b in backends.items() if hasattr(b, "_session")}
+    samples = []
+    try:
+        for name, session in sessions.items():
+            backends[name]._session = Timed(session)
+        check()
+        for _ in range(repeats):
+            inside[0] = 0.0
+            start = time.perf_counter()
+            check()
+            samples.append((time.perf_counter() - start) * 1000 - inside[0])
+    finally:
+        for name, session in sessions.items():
+            backends[name]._session = session
+    return statistics.median(samples)
 
 
 def _random_taesd(fmt, device):
@@ -195,7 +243,7 @@ def _random_taesd(fmt, device):
 
 
 def _simulated_overhead(fmt, decoder, checker, x0, step_ms: float, *, background: bool) -> float:
-    """(wall time with the monitor − without) / without, for a 20-step run that sleeps per step."""
+    """Median of (wall time with the monitor − without) / without, for 20-step runs that sleep per step."""
     import tempfile
 
     from sdguard import load_policy
@@ -217,8 +265,9 @@ def _simulated_overhead(fmt, decoder, checker, x0, step_ms: float, *, background
             monitor.finish()
         return time.perf_counter() - start
 
-    base = sampling(False)
-    return (sampling(True) - base) / base
+    sampling(True)  # warm-up: the worker thread starts
+    runs = [(sampling(True), sampling(False)) for _ in range(SIM_RUNS)]
+    return statistics.median((with_monitor - base) / base for with_monitor, base in runs)
 
 
 if __name__ == "__main__":
