@@ -222,12 +222,13 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=30, help="synthetic images in the set")
     parser.add_argument("--fp", type=int, default=1200, help="unmarked images/crops for the false-detection count")
     parser.add_argument("--extra", action="store_true", help="also run attacks beyond the targets")
+    parser.add_argument("--seed", type=int, default=2026, help="seed for payloads, crops and the unmarked pool")
     parser.add_argument("--repeat", type=int, default=7, help="timing runs per image and operation")
     parser.add_argument("--attacks", help="comma-separated attack names to run (default: all required ones)")
     parser.add_argument("--ssim-target", type=float, default=wm.SSIM_TARGET,
                         help=f"watermark.embed's ssim_target (default {wm.SSIM_TARGET}; lower is more robust)")
     args = parser.parse_args()
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(args.seed)
     images = image_set(args.synthetic)
     attacks = {**REQUIRED, **(EXTRA if args.extra else {})}
     if args.attacks:

@@ -95,7 +95,8 @@ LUMA_SHARE_FLAT, LUMA_SHARE_TEXTURED = 0.9, 0.65
 TEXTURE_STD_FLAT, TEXTURE_STD_TEXTURED = 3.0, 15.0
 CHROMA_G = -0.509          # G change per R change for a luma-neutral (Cr-direction) chroma pattern
 CHROMA_OF_CHANNEL = (1.0, CHROMA_G, 0.0)  # the chroma pattern's share in R, G, B
-CR_MATRIX = (0.5, -0.4187, -0.0813, 128.0)  # RGB -> Cr (ITU-R 601), the detector's chroma band
+LUMA_OF_RGB = (0.299, 0.587, 0.114)       # RGB -> luma (ITU-R 601), the detector's luma band
+CR_OF_RGB = (0.5, -0.4187, -0.0813)        # RGB -> Cr (ITU-R 601, without its offset), the chroma band
 MIN_AGREEMENT = 0.62       # coded bits that must agree with the re-encoded message
 _BLOCK_ROWS = 16           # embed's full-size rows per block (a few float32 rows: stays in cache)
 
@@ -415,7 +416,13 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
 # --- detection ------------------------------------------------------------------------------
 
 def _whitened(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Luma and Cr at the working size, each minus a local mean and divided by its local residual level."""
+    """Luma and Cr at the working size, each minus a local mean and divided by its local residual level.
+
+    The image is box-reduced in RGB first (PIL, by the integer factor), and only the small image
+    is converted to luma and Cr: converting the full-size image cost more than all the rest. The
+    reduction rounds each averaged pixel to a whole level, noise of 0.3 levels RMS per working
+    pixel, well under the mark's 1-3 levels there.
+    """
     import numpy as np
     from PIL import Image
 
@@ -424,15 +431,15 @@ def _whitened(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = NORM_SHORT_SIDE / min(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     factor = int(1 / scale) if scale < 1 else 1
+    if factor >= 2:  # an integer box reduction first: much faster than resampling the full image
+        image = image.reduce(factor)
+    small = np.asarray(image, dtype=np.float32)
     out = []
-    # PIL's 8-bit bands round each pixel; the downscale below averages that noise away.
-    for band in (image.convert("L"), image.convert("L", CR_MATRIX)):
-        band = band.convert("F")
-        if factor >= 2:  # an integer box reduction first: much faster than resampling the full image
-            band = band.reduce(factor)
-        if scale < 1 and band.size != size:
-            band = band.resize(size, Image.BILINEAR, box=(0, 0, w / factor, h / factor))
-        y = np.asarray(band, dtype=np.float32)
+    for weights in (LUMA_OF_RGB, CR_OF_RGB):
+        y = small[:, :, 0] * np.float32(weights[0]) + small[:, :, 1] * np.float32(weights[1]) \
+            + small[:, :, 2] * np.float32(weights[2])
+        if scale < 1 and image.size != size:
+            y = np.asarray(Image.fromarray(y, "F").resize(size, Image.BILINEAR, box=(0, 0, w / factor, h / factor)))
         r = y - _box(y, 1)
         level = np.sqrt(np.maximum(_box(r * r, 3), 0.0)) + 1.0
         out.append(np.clip(r / level, -3.0, 3.0))
