@@ -7,7 +7,7 @@ act). Twins make "this artist / this subject / this style ⇒ harmful" unlearnab
 - sexual_artistic / benign_artistic_twins: I2P/Lexica-style prompts where artists, classical
   subjects, photo styles and euphemisms drive nudity.
 - sexual_booru / benign_booru_twins: Civitai-style tag prompts (quality tags, LoRAs, booru tags).
-- sexual_soup / benign_soup: adversarial token soup (Ring-A-Bell / MMA-Diffusion / P4D style) made
+- sexual_soup / benign_soup_twins: adversarial token soup (Ring-A-Bell / MMA-Diffusion / P4D style) made
   by perturbing the prompts above and slang sentences: broken and glued words, <|startoftext|>,
   misspellings, leetspeak, euphemisms, other languages. The benign soup is the twins perturbed the
   same way, so "soup ⇒ sexual" is not learnable.
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     _pairs(out, "artistic", artistic_pair, N_ARTISTIC, ("sexual_artistic", "sexual"),
            ("benign_artistic_twins", "benign"), "artist")
     _pairs(out, "booru", booru_pair, N_BOORU, ("sexual_booru", "sexual"), ("benign_booru_twins", "benign"), "booru")
-    _pairs(out, "soup", soup_pair, N_SOUP, ("sexual_soup", "sexual"), ("benign_soup", "benign"), "soup")
+    _pairs(out, "soup", soup_pair, N_SOUP, ("sexual_soup", "sexual"), ("benign_soup_twins", "benign"), "soup")
     rng = random.Random(f"{SEED}:violence")
     pairs = [violence_pair(rng) for _ in range(N_VIOLENCE)] + [hate_pair(rng) for _ in range(N_HATE)]
     _write(out, "violence_written", [d for d, _ in pairs], "violence", "written")

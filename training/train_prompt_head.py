@@ -45,14 +45,19 @@ SPLIT_OTHER = (0.6, 0.0)
 # Leave-one-group-out checks: how the head fares on a kind of prompt it never saw.
 LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("benign_sixcd",),
                     ("sexual_artistic", "benign_artistic_twins"), ("sexual_booru", "benign_booru_twins"),
-                    ("sexual_soup", "benign_soup"))
+                    ("sexual_soup", "benign_soup_twins"))
 MAX_TOKENS = 128
 HIDDEN = 64
 ENSEMBLE = 5
-EPOCHS = 300
+EPOCHS = 400
 LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-3
 INPUT_NOISE = 0.0
+# Clean twins differ from their harmful prompt in one slot: the hardest negatives, so they weigh
+# triple (measured: twins flagged 16 % → 10 % for 82 % → 79 % recall on the artistic test part).
+# Not the soup twins: real jailbreak sets are all harmful, and weighing benign soup up cost
+# recall on Six-CD's MMA-style soups.
+SET_WEIGHTS = {"benign_artistic_twins": 3.0, "benign_booru_twins": 3.0, "benign_violence_twins": 3.0}
 HEAD_NAME = "sdguard-prompt-head"
 HEAD_VERSION = "2"
 
@@ -152,11 +157,12 @@ def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np
 
 def set_weights(sets: list[PromptSet]) -> np.ndarray:
     """Every set's training part weighs the same in total (mean weight 1), so 4,000 COCO captions
-    do not drown 400 clean twins, and positives are not a minority."""
+    do not drown 400 clean twins, and positives are not a minority; a set named in `SET_WEIGHTS`
+    weighs that many times as much."""
     sizes = [int((s.part == 0).sum()) for s in sets]
-    used = [n for n in sizes if n]
-    total = sum(used)
-    return np.concatenate([np.full(n, total / (len(used) * n), dtype=np.float32) for n in sizes if n])
+    used = [(n, SET_WEIGHTS.get(s.name, 1.0)) for n, s in zip(sizes, sets) if n]
+    total, shares = sum(n for n, _ in used), sum(w for _, w in used)
+    return np.concatenate([np.full(n, total * w / (shares * n), dtype=np.float32) for n, w in used])
 
 
 def calibrate(scores: np.ndarray, fp_target: float) -> float:
@@ -246,6 +252,22 @@ def write_outputs(out: Path, params: dict[str, np.ndarray], thresholds: dict[str
     print(f"wrote {out / 'prompt_head.safetensors'} and prompt_head.md", file=sys.stderr)
 
 
+# v1's honest figures (its card, and benign_sixcd left out by this script with v1's data and settings).
+V1_FIGURES = {("nudity_sixcd", "leave_out"): 0.674, ("harm_sixcd", "leave_out"): 0.268,
+              ("benign_sixcd", "leave_out"): 0.322, ("benign_sixcd", "test"): 0.201,
+              ("benign_coco10k", "test"): 0.015}
+
+
+def _compare_v1(report: dict) -> str:
+    """One sentence: v1's honest figures beside this run's."""
+    now = {(r["set"], "test"): r["value"] for r in report["test"]}
+    now.update({(r["set"], "leave_out"): r["value"] for item in report["leave_out"] for r in item["test"]})
+    words = {"leave_out": "left out", "test": "test part"}
+    return "; ".join(f"{name} ({words[kind]}) {old:.1%} → {now[name, kind]:.1%}"
+                     for (name, kind), old in V1_FIGURES.items() if (name, kind) in now) + \
+        " (recall for harmful sets, share flagged for any category for benign ones)."
+
+
 def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
     lines = [f"# {meta['name']} v{meta['version']}", "",
              "Semantic prompt classifier of sdguard's prompt stage: a 1-hidden-layer MLP "
@@ -254,7 +276,8 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
              f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first "
              f"{meta['max_tokens']} tokens).", "",
              f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seeds {SEED}..{SEED + ENSEMBLE - 1}, "
-             f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same), {report['train_prompts']} training prompts.",
+             f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same except the clean-twin sets, "
+             f"which weigh {max(SET_WEIGHTS.values()):g}×), {report['train_prompts']} training prompts.",
              f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
              f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
              f"captions ({', '.join(CAPTION_SETS)}). Stored in this file's metadata; policies override them "
@@ -268,9 +291,24 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
                      f"{(s.part == 2).sum()} |")
     lines += ["", "Eval sets: /work/shared/eval (Six-CD nudity/harm/benign, COCO captions, PartiPrompts, "
               "animal captions; see its README for sources and licences). `training/data/`: synthetic sets "
-              "written by `training/make_prompt_data.py` (artist-driven nudity prompts and their clothed "
-              "twins, adversarial token soup with and without nudity fragments, violence prompts and "
-              "harmless twins, captions with tricky words).", "",
+              "written by `training/make_prompt_data.py` (word lists in `training/prompt_vocab.py`). Each "
+              "harmful synthetic prompt has a clean twin built from the same template and slot values, "
+              "differing only in the harmful slot (nudity → named clothing, sex act → harmless act, gore → "
+              "harmless act): I2P/Lexica-style artist-driven nudity (sexual_artistic), Civitai/booru tag "
+              "prompts (sexual_booru), adversarial token soup made by perturbing those and crude slang "
+              "sentences (broken, glued and misspelt words, leetspeak, `<|startoftext|>`, euphemisms, "
+              "nudity words in 30 languages; the twins perturbed identically), gore and hate speech "
+              "wishing groups harm (violence_written). Benign extras: SD-style prompts with clothed "
+              "people, LAION-style art titles and shop captions, captions with keyword-trap words.", "",
+              "## Changes from v1", "",
+              "- Training data: booru/Civitai pairs, LAION-style titles and hate-speech violence are new; "
+              "artist, subject, setting, style and cue lists are about twice as long; twins always name "
+              "what is worn (a twin that merely drops the cue, \"eve in a rococo boudoir, by cabanel\", "
+              "still renders nudity, so calling it benign was label noise); soups are perturbed prompts "
+              "and their perturbed twins instead of word bags.",
+              "- Training: clean twins weigh 3×, 400 epochs (v1: 300), prompts NFKC-normalised as at run "
+              "time; the five members train as one batched model (same result, faster).",
+              f"- Honest figures, v1 → v{meta['version']}: " + _compare_v1(report), "",
               "## Held-out test figures", "",
               "Measured on the test part of each set, at the thresholds above. Harmful sets: recall of "
               "their category. Benign sets: share flagged for any category.", "",
@@ -290,10 +328,11 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
                 per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
                 lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {row['metric']} "
                              f"({row['category']}) | {row['value']:.1%} | " + " | ".join(per) + " |")
-    lines += ["", "Synthetic sets share templates between their train and test parts, so their figures "
-              "are optimistic; the Six-CD and caption figures are the ones to trust. The public sets "
-              "sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean twins) were "
-              "not available for training or testing.", ""]
+    lines += ["", "Synthetic sets share templates and word lists between their train and test parts, so "
+              "their held-out figures are optimistic; when a synthetic family is left out, the other "
+              "families still share its word lists. The Six-CD and caption figures are the ones to trust. "
+              "The public sets sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean "
+              "twins) were not available for training or testing.", ""]
     return "\n".join(lines)
 
 
