@@ -120,12 +120,12 @@ def preview_backends(policy: Policy) -> tuple[str, ...]:
     if not names or strangers:
         raise PolicyError(f"[monitor] backends must be a non-empty subset of the [image] backends "
                           f"({', '.join(sorted(ensemble))}), got {list(names)}", path=policy.source)
-    kept = set(names) & set(image["required"])
+    required = set(image["required"])
     for cue in PROTECTED_CUES:
-        feeders = set(policy.section("categories")[cue].get("thresholds", {})) & set(LOADERS)
-        if not kept & feeders:
+        feeders = set(policy.section("categories")[cue].get("thresholds", {})) & set(LOADERS) & required
+        if not feeders & set(names):
             raise PolicyError(f"[monitor] backends must keep a required backend that feeds '{cue}' "
-                              f"({', '.join(sorted(feeders & ensemble)) or 'none in [image]'}): without one, "
+                              f"({', '.join(sorted(feeders)) or 'none in [image] required'}): without one, "
                               f"minor_sexual could not be stopped in previews", path=policy.source)
     return names
 
