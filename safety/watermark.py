@@ -27,8 +27,8 @@ Design ("tile-sync"):
 
 False detection: a decoded message passes the CRC-32 by chance with probability 2**-32. The
 detector checks at most `MAX_CRC_CHECKS` messages per image (`MAX_HYPOTHESES` = 6 period and shift
-hypotheses, each with 1 + `LIST_SIZE` = 17 messages), so the theoretical false detection rate is at
-most 102 * 2**-32 ≈ 2.4e-8 per image. A minimum coded-bit agreement is also required
+hypotheses, each with 1 + `LIST_SIZE` = 9 messages), so the theoretical false detection rate is at
+most 54 * 2**-32 ≈ 1.3e-8 per image. A minimum coded-bit agreement is also required
 (`MIN_AGREEMENT`), and the sync and list gates skip most hypotheses; both only lower it.
 
 Not robust to rotation (the period search assumes an axis-aligned grid) or to regeneration.
@@ -79,7 +79,7 @@ _PERIOD_CANDIDATES = 2
 # Decodes per image: each tile period tried (the autocorrelation's candidates plus the nominal one,
 # see _candidates) at two shifts (see _soft_bits).
 MAX_HYPOTHESES = (_PERIOD_CANDIDATES + 1) * 2
-LIST_SIZE = 16             # messages the list decoder offers to the CRC after a failed first decode
+LIST_SIZE = 8              # messages the list decoder offers to the CRC after a failed first decode
 # A shift hypothesis is decoded only when its energy ratio (see _soft_bits) reaches this: for the searched
 # shift (the maximum over all shifts: noise reaches 1.3 on 9 % of unmarked images, marks that decode had
 # >= 1.37 on the bench) and for the zero shift (a single draw: noise stays under 1.26, and marks that
