@@ -664,7 +664,10 @@ def _checked(bits: np.ndarray, soft: np.ndarray, period: float, key: str) -> Wat
 
 
 def _correlation(soft: np.ndarray, code: np.ndarray) -> float:
-    """Correlation coefficient of soft values with a ±1 code (1.0: noiseless; about 0.3 for noise and its Viterbi fit)."""
+    """Correlation coefficient of soft values with a ±1 code.
+
+    1.0 when noiseless; about 0.55 for pure noise and the code Viterbi fits to it.
+    """
     import numpy as np
 
     return float(np.mean(soft * code) / max(float(np.sqrt(np.mean(soft * soft))), 1e-12))
