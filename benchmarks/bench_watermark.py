@@ -37,6 +37,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sdguard import watermark as wm  # noqa: E402
+from sdguard import watermark_detect as wd  # noqa: E402
 from sdguard import watermark_ecc as ecc  # noqa: E402
 
 SD_SIZES = [(512, 512), (768, 512), (1024, 1024), (1024, 768), (832, 1216), (1536, 640)]
@@ -171,11 +172,11 @@ def message_accuracy(a: np.ndarray, payload: bytes) -> float:
     the periods the detector tries).
     """
     truth = ecc.message_bits(payload, wm.DEFAULT_KEY.encode())
-    bands = wm._whitened(a)
+    bands = wd._whitened(a)
     layout = wm._layout(wm.DEFAULT_KEY)
     best = 0.0
-    for period in wm._candidates(bands[0] + bands[1], wm._nominal_period(min(a.shape[:2]))):
-        for soft, _, _ in wm._soft_bits(bands, period, layout):
+    for period in wd._candidates(bands[0] + bands[1], wd._nominal_period(min(a.shape[:2]))):
+        for soft, _, _ in wd._soft_bits(bands, period, layout):
             best = max(best, float(np.mean(ecc.viterbi(soft.sum(axis=0)) == truth)))
     return best
 
@@ -291,7 +292,7 @@ def main() -> None:
         trials += 1
     print(f"\nfalse detections on unmarked images and crops: {false}/{trials} "
           f"({time.perf_counter() - t0:.0f} s); theoretical bound per image <= "
-          f"{wm.MAX_CRC_CHECKS} CRC checks x 2^-32 = {wm.MAX_CRC_CHECKS * 2 ** -ecc.CRC_BITS:.1e}")
+          f"{wd.MAX_CRC_CHECKS} CRC checks x 2^-32 = {wd.MAX_CRC_CHECKS * 2 ** -ecc.CRC_BITS:.1e}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from sdguard import watermark as wm
+from sdguard import watermark_detect as wd
 from sdguard import watermark_ecc as ecc
 
 PAYLOAD = bytes.fromhex("b3ec907bb19e")
@@ -102,9 +103,9 @@ def test_chroma_copy_alone_carries_the_mark_on_a_grey_image():
     # Grey texture puts all its energy in luma; the half-tile-shifted Cr copy reads on its own.
     grey = scene(7, 512, 512).mean(axis=2).astype(np.uint8)
     marked = wm.embed(np.repeat(grey[:, :, None], 3, axis=2), PAYLOAD)
-    luma, chroma = wm._whitened(marked)
-    nominal = wm._nominal_period(512)
-    assert wm._decode_at((np.zeros_like(luma), chroma), (nominal, nominal), wm.DEFAULT_KEY).payload == PAYLOAD.hex()
+    luma, chroma = wd._whitened(marked)
+    nominal = wd._nominal_period(512)
+    assert wd._decode_at((np.zeros_like(luma), chroma), (nominal, nominal), wm.DEFAULT_KEY).payload == PAYLOAD.hex()
 
 
 def test_saturated_colour_keeps_its_mark_through_jpeg():
@@ -116,22 +117,22 @@ def test_saturated_colour_keeps_its_mark_through_jpeg():
 
 
 def test_false_detection_bound_is_stated():
-    assert wm.MAX_CRC_CHECKS == wm.MAX_HYPOTHESES * (1 + wm.LIST_SIZE)
-    assert wm.MAX_CRC_CHECKS * 2 ** -ecc.CRC_BITS <= 1e-6
+    assert wd.MAX_CRC_CHECKS == wd.MAX_HYPOTHESES * (1 + wd.LIST_SIZE)
+    assert wd.MAX_CRC_CHECKS * 2 ** -ecc.CRC_BITS <= 1e-6
 
 
 def test_detector_checks_at_most_the_stated_number_of_messages(monkeypatch):
     # With both gates open every hypothesis is decoded and listed: the CRC count is the bound's worst case.
-    monkeypatch.setattr(wm, "SYNC_MIN_RATIO", 0.0)
-    monkeypatch.setattr(wm, "ZERO_SHIFT_MIN_RATIO", 0.0)
-    monkeypatch.setattr(wm, "LIST_MIN_CORRELATION", -1.0)
+    monkeypatch.setattr(wd, "SYNC_MIN_RATIO", 0.0)
+    monkeypatch.setattr(wd, "ZERO_SHIFT_MIN_RATIO", 0.0)
+    monkeypatch.setattr(wd, "LIST_MIN_CORRELATION", -1.0)
     calls = []
     real_check = ecc.check_message
     monkeypatch.setattr(ecc, "check_message", lambda bits, key: calls.append(1) or real_check(bits, key))
     for image in (scene(11, 512, 640), scene(12, 300, 900)):
         calls.clear()
         assert not wm.detect(image).detected
-        assert wm.MAX_HYPOTHESES < len(calls) <= wm.MAX_CRC_CHECKS
+        assert wd.MAX_HYPOTHESES < len(calls) <= wd.MAX_CRC_CHECKS
 
 
 def test_list_decoder_returns_distinct_messages_best_first_and_beats_plain_viterbi():
@@ -156,7 +157,7 @@ def test_reweighting_discounts_a_band_that_carries_only_noise():
     for _ in range(20):
         soft = np.stack([code + rng.normal(size=len(code)), rng.normal(0, 1.2, len(code))])   # luma, chroma
         equal += ecc.check_message(ecc.viterbi(soft.sum(axis=0)), wm.DEFAULT_KEY.encode()) == PAYLOAD
-        weighted += wm._decode_soft(soft, 32.0, wm.DEFAULT_KEY).payload == PAYLOAD.hex()
+        weighted += wd._decode_soft(soft, 32.0, wm.DEFAULT_KEY).payload == PAYLOAD.hex()
     assert equal <= 3 and weighted >= 10
 
 
@@ -164,19 +165,19 @@ def test_uncropped_zero_shift_is_a_hypothesis_of_its_own():
     layout = wm._layout(wm.DEFAULT_KEY)
     rng = np.random.default_rng(6)
     bands = (rng.normal(size=(256, 256)).astype(np.float32), rng.normal(size=(256, 256)).astype(np.float32))
-    hypotheses = wm._soft_bits(bands, (32.0, 32.0), layout)
+    hypotheses = wd._soft_bits(bands, (32.0, 32.0), layout)
     # On noise the energy search lands away from zero, so the zero shift is tried on its own, with its own gate.
-    assert [gate for _, _, gate in hypotheses] == [wm.SYNC_MIN_RATIO, wm.ZERO_SHIFT_MIN_RATIO]
+    assert [gate for _, _, gate in hypotheses] == [wd.SYNC_MIN_RATIO, wd.ZERO_SHIFT_MIN_RATIO]
     assert all(soft.shape == (2, ecc.CODED_BITS) and ratio > 0 for soft, ratio, _ in hypotheses)
     assert hypotheses[0][1] >= hypotheses[1][1]   # the searched shift has the most energy
 
 
 def test_candidates_keep_the_nominal_period_unless_both_axes_match(monkeypatch):
     residual = np.zeros((256, 320), np.float32)
-    monkeypatch.setattr(wm, "_find_periods", lambda r: [(63.03, 63.48), (47.4, 47.4)])
-    assert wm._candidates(residual, 64.0) == [(63.03, 63.48), (47.4, 47.4), (64.0, 64.0)]
-    monkeypatch.setattr(wm, "_find_periods", lambda r: [(63.8, 64.3)])
-    assert wm._candidates(residual, 64.0) == [(64.0, 64.0)]
+    monkeypatch.setattr(wd, "_find_periods", lambda r: [(63.03, 63.48), (47.4, 47.4)])
+    assert wd._candidates(residual, 64.0) == [(63.03, 63.48), (47.4, 47.4), (64.0, 64.0)]
+    monkeypatch.setattr(wd, "_find_periods", lambda r: [(63.8, 64.3)])
+    assert wd._candidates(residual, 64.0) == [(64.0, 64.0)]
 
 
 def test_cell_grid_correlation_and_notch_match_their_full_resolution_definitions():
@@ -187,13 +188,13 @@ def test_cell_grid_correlation_and_notch_match_their_full_resolution_definitions
     patterns = (up @ masks @ up.T).reshape(ecc.CODED_BITS, -1)
     folds = np.random.default_rng(7).normal(size=(2, wm.FOLD, wm.FOLD)).astype(np.float32)
     centre = (10, 53)
-    fast = wm._bit_correlations(folds, centre, layout)
+    fast = wd._bit_correlations(folds, centre, layout)
     for i, (dy, dx) in enumerate((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)):
         shifted = np.roll(folds[1], (-(centre[0] + dy), -(centre[1] + dx)), axis=(0, 1))
         np.testing.assert_allclose(fast[1, i], patterns @ shifted.reshape(-1), atol=1e-3)
     spectrum = np.fft.rfft2(folds)
-    spectrum[..., ::wm.BLOCK_NOTCH, ::wm.BLOCK_NOTCH] = 0.0
-    np.testing.assert_allclose(wm._notch(folds), np.fft.irfft2(spectrum, s=folds.shape[1:]), atol=1e-5)
+    spectrum[..., ::wd.BLOCK_NOTCH, ::wd.BLOCK_NOTCH] = 0.0
+    np.testing.assert_allclose(wd._notch(folds), np.fft.irfft2(spectrum, s=folds.shape[1:]), atol=1e-5)
 
 
 def test_unmarked_images_and_crops_are_not_marked():
