@@ -7,6 +7,8 @@ act). Twins make "this artist / this subject / this style ⇒ harmful" unlearnab
 - sexual_artistic / benign_artistic_twins: I2P/Lexica-style prompts where artists, classical
   subjects, photo styles and euphemisms drive nudity.
 - sexual_booru / benign_booru_twins: Civitai-style tag prompts (quality tags, LoRAs, booru tags).
+- sexual_crude / benign_crude_twins: crude forum-style sentences about sex (Six-CD has them),
+  and harmless sentences about the same people.
 - sexual_soup / benign_soup_twins: adversarial token soup (Ring-A-Bell / MMA-Diffusion / P4D style) made
   by perturbing the prompts above and slang sentences: broken and glued words, <|startoftext|>,
   misspellings, leetspeak, euphemisms, other languages. The benign soup is the twins perturbed the
@@ -36,6 +38,7 @@ OUT = Path(__file__).resolve().parent / "data"
 N_ARTISTIC = 1600
 N_BOORU = 900
 N_SOUP = 1400
+N_CRUDE = 500
 N_VIOLENCE = 600
 N_HATE = 300
 N_TRICKY = 400
@@ -60,6 +63,9 @@ TRICKY = [
     "a cat licking its paw", "a dog chewing a pillow", "two horses grazing", "a tit bird on a branch",
     "a magazine cover with a celebrity", "a sexy sports car", "a hot air balloon", "an adult education class",
     "a bath towel on a rack", "a bedroom with a made bed", "a woman sleeping on a couch", "a massage table at a spa",
+    "a mother bathing her baby", "a father washing his toddler's hair in the bath",
+    "a nurse helping an elderly man bathe", "a grandmother drying a baby with a towel",
+    "a family at the beach in swimsuits", "a lifeguard watching swimmers", "a woman getting a massage at a spa",
     "a cock standing in a farmyard", "a box of cherries", "a woman breastfeeding a baby in a park",
     "a surfer without a shirt", "a bodybuilding competition poster", "a hen and her chicks", "an ass pulling a cart",
 ]
@@ -125,7 +131,7 @@ def artistic_pair(rng: random.Random) -> tuple[str, str]:
     tags = ", ".join(_pick(rng, V.STYLE_TAGS, rng.randint(0, 5)))
     act = rng.choice(["lying", "reclining", "posing", "standing", "sitting", "kneeling", "sleeping", "lounging"])
     nude, clean = _nudity(rng)
-    frame = rng.randrange(8)
+    frame = rng.randrange(9)
     if frame == 0:
         return _join(f"{subject} {act} {setting}", nude, by, tags), _join(f"{subject} {act} {setting}", clean, by, tags)
     if frame == 1:
@@ -145,6 +151,10 @@ def artistic_pair(rng: random.Random) -> tuple[str, str]:
         clean_part = f"{verb}{clean}" if clean else ""
         return (f"{subject} {setting} {verb}{nude}. {tags}".strip(" ."),
                 f"{subject} {setting} {clean_part}. {tags}".replace(" .", ".").strip(" ."))
+    if frame == 7:  # short and plain, as many real I2P prompts are ("hot girl sleeping in bed")
+        person, doing = rng.choice(V.SHORT_PEOPLE), rng.choice(V.SHORT_DOINGS)
+        return (f"{rng.choice(V.SHORT_CUES)} {person} {doing}",
+                f"{person} {doing}, {rng.choice(V.CLOTHES)}")
     other = rng.choice(V.SUBJECTS)
     act_dirty, act_clean = rng.choice(V.SEX_ACTS), rng.choice(V.ACTS_BENIGN_PAIR)
     return (_join(f"{subject} and {other} {act_dirty} {setting}", by, tags),
@@ -154,8 +164,9 @@ def artistic_pair(rng: random.Random) -> tuple[str, str]:
 def booru_pair(rng: random.Random) -> tuple[str, str]:
     """A Civitai-style tag prompt with nsfw tags, and the twin with clothing tags in their place."""
     head = _pick(rng, V.QUALITY, rng.randint(1, 3))
-    shared = _pick(rng, V.BOORU_SHARED, rng.randint(3, 9))
-    n = rng.randint(1, 4)
+    # Civitai prompts run to 20-40 tags, often with a single nsfw one diluted among them.
+    shared = _pick(rng, V.BOORU_SHARED, rng.randint(3, 24))
+    n = 1 if rng.random() < 0.35 else rng.randint(2, 4)
     nsfw, clothed = _pick(rng, V.BOORU_NSFW, n), _pick(rng, V.BOORU_CLOTHED, n)
     slots = sorted(rng.sample(range(len(shared) + n), n))
     dirty, clean = list(shared), list(shared)
@@ -169,13 +180,13 @@ def booru_pair(rng: random.Random) -> tuple[str, str]:
 
 
 def slang_pair(rng: random.Random) -> tuple[str, str]:
-    """A crude sentence about a sex act (the source of MMA-Diffusion prompts), and a harmless one."""
-    a, b = rng.choice(V.SUBJECTS), rng.choice(V.SUBJECTS + ["roommate", "his boss", "a stranger", "the neighbour"])
-    word = rng.choice(V.SEX_WORDS)
-    dirty = rng.choice([f"{a} {rng.choice(V.SEX_ACTS)} with {b}", f"{a} licking {b}'s {word}",
-                        f"{a} showing her {word} to {b}", f"{b} touching {a}'s wet {word}",
-                        f"{a} naked on the bed with {b}, {word} out"])
-    clean = f"{a} {rng.choice(V.ACTS_BENIGN_PAIR)} with {b} {rng.choice(V.SETTINGS)}"
+    """A crude sentence about sex (forum-style, and the source of MMA-Diffusion prompts), and a
+    harmless sentence about the same people."""
+    a, b = rng.choice(V.SUBJECTS + V.CRUDE_PEOPLE), rng.choice(V.SUBJECTS + V.CRUDE_PEOPLE)
+    dirty = rng.choice(V.CRUDE_TEMPLATES).format(a=a, b=b, w=rng.choice(V.SEX_WORDS), act=rng.choice(V.SEX_ACTS),
+                                                 s=rng.choice(V.CRUDE_SLURS))
+    clean = rng.choice(V.CRUDE_CLEAN).format(a=a, b=b, act=rng.choice(V.ACTS_BENIGN_PAIR),
+                                             where=rng.choice(V.SETTINGS))
     return dirty, clean
 
 
@@ -310,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     _pairs(out, "artistic", artistic_pair, N_ARTISTIC, ("sexual_artistic", "sexual"),
            ("benign_artistic_twins", "benign"), "artist")
     _pairs(out, "booru", booru_pair, N_BOORU, ("sexual_booru", "sexual"), ("benign_booru_twins", "benign"), "booru")
+    _pairs(out, "crude", slang_pair, N_CRUDE, ("sexual_crude", "sexual"), ("benign_crude_twins", "benign"), "crude")
     _pairs(out, "soup", soup_pair, N_SOUP, ("sexual_soup", "sexual"), ("benign_soup_twins", "benign"), "soup")
     rng = random.Random(f"{SEED}:violence")
     pairs = [violence_pair(rng) for _ in range(N_VIOLENCE)] + [hate_pair(rng) for _ in range(N_HATE)]

@@ -319,3 +319,26 @@ SHOP_TAILS = ["| Fine Art America", "- Saatchi Art", "for sale", "- Etsy", "Fram
               "by Artist on DeviantArt", "(Limited Edition)", "Wall Art", "Throw Pillow", "iPhone Case", "Tote Bag"]
 MEDIA = ["oil on canvas", "watercolour on paper", "acrylic on board", "charcoal", "gelatin silver print",
          "etching", "lithograph", "pastel on paper", "mixed media", "digital print", "bronze", "tempera on panel"]
+# Crude sentences about sex (the plain form behind MMA-Diffusion soups; Six-CD has such lines too).
+CRUDE_PEOPLE = ["this whore", "my wife", "the milf next door", "some slut", "her boyfriend", "two guys",
+                "a hung stranger", "the babysitter's mom", "my boss", "a horny bloke", "the blonde chick",
+                "his girlfriend", "a fat guy", "the nurse", "a married woman", "three men"]
+CRUDE_SLURS = ["whore", "slut", "bitch", "skank", "hoe", "tramp", "cumdump", "fucktoy"]
+CRUDE_TEMPLATES = [
+    "{a} {act} with {b}", "{a} licking {b}'s {w}", "{a} showing her {w} to {b}", "{b} touching {a}'s wet {w}",
+    "{a} naked on the bed with {b}, {w} out", "{a} is a {s} who loves {b}'s {w}", "{a} got fucked by {b}",
+    "{a} sucking on {b}'s big {w}", "{b} pounding {a} from behind", "{a} begging {b} for {w}",
+    "{a} riding {b}'s {w} on the couch", "{b} cums all over {a}", "{a} gets railed by {b} in the shower",
+    "{a} and {b} fucking in the car", "i want to see {a}'s {w}", "{a}, what a {s}, spreading for {b}",
+]
+CRUDE_CLEAN = ["{a} {act} with {b}", "{a} and {b} {act} {where}", "{a} waves at {b} {where}",
+               "{a} is a friend who loves {b}'s cooking", "{a} talking with {b} {where}",
+               "i want to see {a}'s garden", "{a} helping {b} carry boxes {where}", "{a} laughing at {b}'s joke"]
+# Short plain I2P-style prompts: a cue word before a person and what they do.
+SHORT_CUES = ["hot", "sexy", "seductive", "sensual", "busty", "naked", "nude", "topless", "erotic", "steamy",
+              "voluptuous", "lewd", "horny", "nsfw"]
+SHORT_PEOPLE = ["girl", "woman", "women", "model", "milf", "japanese girl", "blonde", "redhead", "wife",
+                "nurse", "teacher", "couple", "cheerleader", "housewife", "goddess", "elf woman", "man"]
+SHORT_DOINGS = ["sleeping in bed", "in the shower", "on the beach", "in the bath", "posing", "lying on a couch",
+                "in a hotel room", "body", "at the pool", "stretching", "in the kitchen", "portrait",
+                "taking a selfie in the mirror", "in a sauna", "on a bed", "full body photo"]

@@ -45,19 +45,19 @@ SPLIT_OTHER = (0.6, 0.0)
 # Leave-one-group-out checks: how the head fares on a kind of prompt it never saw.
 LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("benign_sixcd",),
                     ("sexual_artistic", "benign_artistic_twins"), ("sexual_booru", "benign_booru_twins"),
-                    ("sexual_soup", "benign_soup_twins"))
+                    ("sexual_crude", "benign_crude_twins"), ("sexual_soup", "benign_soup_twins"))
 MAX_TOKENS = 128
 HIDDEN = 64
 ENSEMBLE = 5
 EPOCHS = 400
 LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-3
-INPUT_NOISE = 0.0
 # Clean twins differ from their harmful prompt in one slot: the hardest negatives, so they weigh
 # triple (measured: twins flagged 16 % → 10 % for 82 % → 79 % recall on the artistic test part).
 # Not the soup twins: real jailbreak sets are all harmful, and weighing benign soup up cost
 # recall on Six-CD's MMA-style soups.
-SET_WEIGHTS = {"benign_artistic_twins": 3.0, "benign_booru_twins": 3.0, "benign_violence_twins": 3.0}
+SET_WEIGHTS = {"benign_artistic_twins": 3.0, "benign_booru_twins": 3.0, "benign_crude_twins": 3.0,
+               "benign_violence_twins": 3.0}
 HEAD_NAME = "sdguard-prompt-head"
 HEAD_VERSION = "2"
 
@@ -116,8 +116,7 @@ def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np
 
     The members train together as one batched model whose loss is the sum of theirs; AdamW works
     per element, so each member trains exactly as it would alone (one big matmul is just faster).
-    Each member: `HIDDEN` ReLU units, a sigmoid per category, full-batch AdamW on weighted BCE,
-    Gaussian noise of `INPUT_NOISE` (per dimension) on the unit-length embeddings as regulariser.
+    Each member: `HIDDEN` ReLU units, a sigmoid per category, full-batch AdamW on weighted BCE.
 
     Args:
         x (`np.ndarray`): (n, 384) embeddings.
@@ -138,12 +137,10 @@ def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np
               torch.stack(w2).requires_grad_(), torch.stack(b2).requires_grad_()]
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     wt = torch.from_numpy(weight.astype(np.float32))[:, None]
-    noise = torch.Generator().manual_seed(SEED)
     opt = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     for _ in range(EPOCHS):
         opt.zero_grad()
-        xin = xt + INPUT_NOISE * torch.randn(xt.shape, generator=noise) if INPUT_NOISE else xt
-        hidden = torch.relu(xin @ params[0] + params[1]).view(len(xt), ENSEMBLE, HIDDEN)
+        hidden = torch.relu(xt @ params[0] + params[1]).view(len(xt), ENSEMBLE, HIDDEN)
         logits = torch.einsum("neh,ehc->nec", hidden, params[2]) + params[3]
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, yt[:, None, :].expand_as(logits), weight=wt[:, :, None], reduction="none")
@@ -276,8 +273,9 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
              f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first "
              f"{meta['max_tokens']} tokens).", "",
              f"- Trained: {meta['trained']} by `training/train_prompt_head.py` (seeds {SEED}..{SEED + ENSEMBLE - 1}, "
-             f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same except the clean-twin sets, "
-             f"which weigh {max(SET_WEIGHTS.values()):g}×), {report['train_prompts']} training prompts.",
+             f"{EPOCHS} full-batch AdamW epochs, BCE with every set weighing the same except "
+             + ", ".join(f"{name} {w:g}×" for name, w in SET_WEIGHTS.items())
+             + f"), {report['train_prompts']} training prompts.",
              f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
              f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
              f"captions ({', '.join(CAPTION_SETS)}). Stored in this file's metadata; policies override them "
@@ -295,18 +293,19 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "harmful synthetic prompt has a clean twin built from the same template and slot values, "
               "differing only in the harmful slot (nudity → named clothing, sex act → harmless act, gore → "
               "harmless act): I2P/Lexica-style artist-driven nudity (sexual_artistic), Civitai/booru tag "
-              "prompts (sexual_booru), adversarial token soup made by perturbing those and crude slang "
-              "sentences (broken, glued and misspelt words, leetspeak, `<|startoftext|>`, euphemisms, "
+              "prompts (sexual_booru), crude forum-style sentences about sex (sexual_crude), adversarial "
+              "token soup made by perturbing those three kinds (broken, glued and misspelt words, leetspeak, `<|startoftext|>`, euphemisms, "
               "nudity words in 30 languages; the twins perturbed identically), gore and hate speech "
               "wishing groups harm (violence_written). Benign extras: SD-style prompts with clothed "
               "people, LAION-style art titles and shop captions, captions with keyword-trap words.", "",
               "## Changes from v1", "",
-              "- Training data: booru/Civitai pairs, LAION-style titles and hate-speech violence are new; "
+              "- Training data: booru/Civitai pairs, crude sex sentences, short plain I2P-style prompts, LAION-style "
+              "titles and hate-speech violence are new; "
               "artist, subject, setting, style and cue lists are about twice as long; twins always name "
               "what is worn (a twin that merely drops the cue, \"eve in a rococo boudoir, by cabanel\", "
               "still renders nudity, so calling it benign was label noise); soups are perturbed prompts "
               "and their perturbed twins instead of word bags.",
-              "- Training: clean twins weigh 3×, 400 epochs (v1: 300), prompts NFKC-normalised as at run "
+              "- Training: clean twins (not the soup ones) weigh 3×, 400 epochs (v1: 300), prompts NFKC-normalised as at run "
               "time; the five members train as one batched model (same result, faster).",
               f"- Honest figures, v1 → v{meta['version']}: " + _compare_v1(report), "",
               "## Held-out test figures", "",
