@@ -44,13 +44,17 @@ SMALL_PREVIEW = 128  # the TAESD preview size a CPU decodes in about 100 ms (cos
 STEP_MS = {"RTX 3090 (A1111 #241)": 125.0, "RTX 4090 (A1111 #2449)": 50.0, "TensorRT UNet (A1111 #7378)": 19.0}
 OVERHEAD_TARGET = 0.03
 SIM_RUNS = 3  # simulated runs per setting (median)
+# Checks are steps apart, so the classifier is timed after this much idle time: back to back,
+# the thread pools of the call before are still spinning and slow the next call's Python half.
+CHECK_GAP_S = 0.05
 
 
-def timed(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time in ms after one warm-up call."""
+def timed(fn: Callable[[], object], repeats: int, device: torch.device, pause: float = 0.0) -> float:
+    """Median wall time in ms after one warm-up call; `pause` s of idle (not timed) before each call."""
     fn()
     samples = []
     for _ in range(repeats):
+        time.sleep(pause)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -103,8 +107,8 @@ def main() -> None:
         if getattr(backend, "needs_faces", False):
             continue  # age runs on faces only; a random preview has none
         rows.append((f"  {name} alone, one {preview.shape[1]}² preview", timed(
-            lambda backend=backend: backend.detect([preview]), args.repeats, device), ""))
-    classify_ms = timed(lambda: checker([preview], policy, stage="preview"), args.repeats, device)
+            lambda backend=backend: backend.detect([preview]), args.repeats, device, CHECK_GAP_S), ""))
+    classify_ms = timed(lambda: checker([preview], policy, stage="preview"), args.repeats, device, CHECK_GAP_S)
     rows.append((f"classifier, public previews ({classifier_name})", classify_ms, ""))
     gil_ms = _python_ms(lambda: checker([preview], policy, stage="preview"), backends, args.repeats)
     rows.append(("  of which Python (holds the GIL; the rest is onnxruntime)", gil_ms, ""))
@@ -112,8 +116,9 @@ def main() -> None:
         classroom = load_policy("classroom")
         full, full_name = _checker(False, classroom)
         rows.append((f"classifier, classroom previews ({full_name})", timed(
-            lambda: full([preview], classroom, stage="preview"), args.repeats, device), ""))
-    check_ms = timed(lambda: check_latent(x0_512, policy, linear, checker=checker), args.repeats, device)
+            lambda: full([preview], classroom, stage="preview"), args.repeats, device, CHECK_GAP_S), ""))
+    check_ms = timed(lambda: check_latent(x0_512, policy, linear, checker=checker), args.repeats, device,
+                     CHECK_GAP_S)
     rows.append(("linear + classifier (public), 64² latent", check_ms, "target ≤ 30 ms"))
 
     taesd = _random_taesd(fmt, device)
@@ -218,6 +223,7 @@ def _python_ms(check: Callable[[], object], backends: dict, repeats: int) -> flo
             backends[name]._session = Timed(session)
         check()
         for _ in range(repeats):
+            time.sleep(CHECK_GAP_S)
             inside[0] = 0.0
             start = time.perf_counter()
             check()
