@@ -50,7 +50,7 @@ def test_encoder_matches_sentence_transformers(encoder):
     ours = encoder.encode(texts, 128)
     theirs = model.encode(texts, normalize_embeddings=True)
     cosine = (ours * theirs).sum(axis=1)
-    assert cosine.min() > 0.999, cosine
+    assert cosine.min() >= 0.9995, cosine
 
 
 def test_embeddings_are_normalised_and_independent_of_batch(encoder):
