@@ -319,12 +319,28 @@ def cli(*argv):
     return main(list(argv))
 
 
-def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def fake_image_guard(monkeypatch):
+    """Replace the image guard's `check_images` (the preview check looks it up at call time).
+
+    The CLI modules are imported first: `sdguard.cli.image` binds `check_images` at import, and a
+    first import under the patch would keep the fake for every later test."""
+    from sdguard.cli import build_parser
+
+    import sdguard.image_guard
+
+    build_parser()
+
+    def install(fake):
+        monkeypatch.setattr(sdguard.image_guard, "check_images", fake)
+
+    return install
+
+
+def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, fake_image_guard):
     import json
 
     from safetensors.torch import save_file
-
-    import sdguard.image_guard
 
     seen = []
 
@@ -332,7 +348,7 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
         seen.append((len(images), images[0].shape, stage, only))
         return FakeChecker()(images, policy, stage)
 
-    monkeypatch.setattr(sdguard.image_guard, "check_images", fake_check_images)
+    fake_image_guard(fake_check_images)
     torch.manual_seed(0)
     raw = (torch.randn(2, 4, 16, 16) - 2.0) * 5.5    # SaveLatent stores raw VAE latents; decodes dark
     save_file({"latent_tensor": raw, "latent_format_version_0": torch.tensor([])}, str(tmp_path / "a.latent"))
@@ -348,14 +364,11 @@ def test_cli_reads_comfyui_latent_in_raw_space(tmp_path, capsys, monkeypatch):
     assert written == ["a_latent_tensor_0.png", "a_latent_tensor_1.png"]
 
 
-def test_cli_blocked_preview_is_never_written(tmp_path, capsys, monkeypatch):
+def test_cli_blocked_preview_is_never_written(tmp_path, capsys, fake_image_guard):
     from safetensors.torch import save_file
 
-    import sdguard.image_guard
-
     fake = FakeChecker()
-    monkeypatch.setattr(sdguard.image_guard, "check_images", lambda images, policy, stage, only: fake(
-        images, policy, stage))
+    fake_image_guard(lambda images, policy, stage, only: fake(images, policy, stage))
     x0 = torch.zeros(2, 4, 8, 8)
     checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 8.0 - 4.0
     x0[1] = 5.0 + checker                            # decodes bright (flagged); std 4 looks raw
