@@ -36,7 +36,7 @@ from .errors import Blocked, PolicyError
 from .latent_formats import LatentFormat, latent_format
 from .policy import Policy
 from .preview_check import (STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews,
-                            latent_bytes, preview_backends)
+                            latent_bytes)
 from .verdict import Action, Verdict, unavailable
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ class LoopMonitor:
 
     Raises:
         `GuardUnavailable`: the policy requires TAESD and it cannot load.
-        `PolicyError`: a bad ``[monitor]`` schedule or backends list (see `preview_backends`).
+        `PolicyError`: a bad ``[monitor]`` schedule (``load_policy`` checks the backends list).
         `ValueError`: unknown family.
 
     Example:
@@ -209,8 +209,6 @@ class LoopMonitor:
                               path=policy.source)
         self.check_final = bool(settings["check_final"])
         self.background = bool(settings["background"])
-        if self.enabled:
-            preview_backends(policy)  # a bad [monitor] backends list fails here, not at the first check
         if decoder is None and self.enabled:
             from .latent_preview import make_decoder
             decoder = make_decoder(self.format, settings["decoder"])

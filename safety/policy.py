@@ -267,15 +267,29 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
 
 def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None:
     """Relaxing minor_sexual indirectly is relaxing it: the image stage must keep requiring a
-    backend that feeds each of its cues (images fail closed when a required one is missing)."""
-    required = set(data["image"]["required"])
+    backend that feeds each of its cues (images fail closed when a required one is missing), and
+    so must the subset of them that judges in-loop previews (``[monitor] backends``)."""
+    image, previews = data["image"], set(data["monitor"]["backends"])
+    required = set(image["required"])
+    kept = {}
     for cue in ("minor", "sexual"):
         feeders = set(data["categories"][cue].get("thresholds", {})) - {"lexical", "semantic", "tag_share"}
-        if not required & feeders:
+        kept[cue] = required & feeders
+        if not kept[cue]:
             raise PolicyError(
                 f"[image] required must keep a backend that feeds '{cue}' ({', '.join(sorted(feeders))}): "
                 f"without one, minor_sexual could not be detected in images", path=path,
                 line=_line_of(text, ("image",), "required") or _line_of(text, ("image",), "backends"))
+    ensemble = {*image["backends"], *required}
+    line = _line_of(text, ("monitor",), "backends")
+    if not previews or not previews <= ensemble:
+        raise PolicyError(f"[monitor] backends must be a non-empty subset of the [image] backends "
+                          f"({', '.join(sorted(ensemble))}), got {sorted(previews)}", path=path, line=line)
+    for cue, feeders in kept.items():
+        if not feeders & previews:
+            raise PolicyError(f"[monitor] backends must keep a required backend that feeds '{cue}' "
+                              f"({', '.join(sorted(feeders))}): without one, minor_sexual could not be "
+                              f"stopped in previews", path=path, line=line)
 
 
 def _check_types(value: Any, schema: Any, where: tuple[str, ...], fail: Any) -> None:

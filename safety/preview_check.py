@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import PolicyError
 from .policy import Policy
 from .verdict import Verdict, unavailable
 
@@ -26,9 +25,6 @@ logger = logging.getLogger("sdguard.preview")
 
 STAGE = "preview"
 Checker = Callable[..., "list[Verdict]"]  # check_images(images, policy, stage="preview")
-# The cues of minor_sexual: previews must keep a required image backend feeding each (as the
-# image stage must, see policy.py), or an in-loop check could never stop that category.
-PROTECTED_CUES = ("minor", "sexual")
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ def check_latent(x0: torch.Tensor, policy: Policy, decoder: PreviewDecoder, *,
         policy (`Policy`): decides; its ``[monitor]`` sets ``preview_size``, ``max_frames``, ``shrink_latent``.
         decoder (`PreviewDecoder`): see `sdguard.latent_preview`.
         checker (`Callable`, *optional*): defaults to the image guard's `check_images` over
-            `preview_backends`.
+            the policy's ``[monitor] backends``.
 
     Returns:
         `LatentCheck`: a video item's verdict merges its frames' (the worst frame counts);
@@ -101,41 +97,12 @@ def judge_previews(decoded: Decoded, policy: Policy, *, checker: Checker | None 
                        (time.perf_counter() - started) * 1000)
 
 
-def preview_backends(policy: Policy) -> tuple[str, ...]:
-    """The image backends that judge previews: ``[monitor] backends``, a subset of the image stage's.
-
-    Previews are an early stop and hide; the final image still meets the whole ``[image]``
-    ensemble. Those of them in ``[image] required`` stay required (a failure blocks).
-
-    Raises:
-        `PolicyError`: the list is empty, names a backend the image stage does not run, or keeps
-            no required backend feeding one of minor_sexual's cues (``minor``, ``sexual``).
-    """
-    from .image_backends import LOADERS
-
-    names = tuple(policy.section("monitor")["backends"])
-    image = policy.section("image")
-    ensemble = {*image["backends"], *image["required"]}
-    strangers = [n for n in names if n not in ensemble]
-    if not names or strangers:
-        raise PolicyError(f"[monitor] backends must be a non-empty subset of the [image] backends "
-                          f"({', '.join(sorted(ensemble))}), got {list(names)}", path=policy.source)
-    required = set(image["required"])
-    for cue in PROTECTED_CUES:
-        feeders = set(policy.section("categories")[cue].get("thresholds", {})) & set(LOADERS) & required
-        if not feeders & set(names):
-            raise PolicyError(f"[monitor] backends must keep a required backend that feeds '{cue}' "
-                              f"({', '.join(sorted(feeders)) or 'none in [image] required'}): without one, "
-                              f"minor_sexual could not be stopped in previews", path=policy.source)
-    return names
-
-
 def _classify(previews: tuple[tuple[Any, ...], ...], policy: Policy, checker: Checker | None) -> list[Verdict]:
     flat = [frame for item in previews for frame in item]
     try:
         if checker is None:
             from .image_guard import check_images
-            frame_verdicts = check_images(flat, policy, stage=STAGE, only=preview_backends(policy))
+            frame_verdicts = check_images(flat, policy, stage=STAGE, only=policy.section("monitor")["backends"])
         else:
             frame_verdicts = list(checker(flat, policy, stage=STAGE))
         if len(frame_verdicts) != len(flat):

@@ -133,5 +133,9 @@ def test_image_stage_must_keep_detecting_minor_sexual(tmp_path, image):
 
 
 def test_image_backends_may_be_swapped_for_ones_that_feed_the_same_cues(tmp_path):
-    path = write(tmp_path, 'extends = "adult"\n[image]\nbackends = ["nudenet", "wd14"]\nrequired = ["nudenet", "wd14"]\n')
-    assert load_policy(path).section("image")["required"] == ("nudenet", "wd14")
+    image = 'extends = "adult"\n[image]\nbackends = ["nudenet", "wd14"]\nrequired = ["nudenet", "wd14"]\n'
+    # The previews' default subset (nudenet, age) names a backend this image stage no longer runs.
+    with pytest.raises(PolicyError, match=r"\[monitor\] backends must be a non-empty subset"):
+        load_policy(write(tmp_path, image))
+    policy = load_policy(write(tmp_path, image + '[monitor]\nbackends = ["nudenet", "wd14"]\n'))
+    assert policy.section("image")["required"] == ("nudenet", "wd14")
