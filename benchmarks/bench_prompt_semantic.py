@@ -7,7 +7,9 @@ else from seeded synthetic prompts of caption-like and SD-prompt-like lengths. B
 `check-prompt --input` and `eval-prompts` run; "single" is one prompt per call (a host's generate
 button). Reported next to the cost it adds to: one SD 1.5 sampling step is ~50-100 ms on a GPU.
 Per-prompt figures are process CPU time (one BLAS thread, so that is one core's work): on a shared
-machine wall time also counts the time other processes hold the core.
+machine wall time also counts the time other processes hold the core. "GFLOP/s" is the encoder's
+matrix-multiply work (about 21 MFLOP per token) over the batch time: the float32 peak of one core
+of the project VM is about 86 GFLOP/s (a 2048² numpy matmul), which bounds what batching can reach.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+# Matrix-multiply FLOPs per token of MiniLM-L6 (6 layers of QKV 384x1152, output 384x384,
+# FFN 384x1536 and 1536x384; attention scores excluded).
+FLOP_PER_TOKEN = 6 * 2 * 384 * (1152 + 384 + 1536 + 1536)
+SETS = (("benign_coco10k", 12), ("benign_parti", 12), ("benign_sixcd", 20), ("harm_sixcd", 40), ("nudity_sixcd", 45))
 SYNTHETIC_WORDS = ("portrait woman forest castle dragon light golden hour detailed painting city night rain "
                    "neon cat dog river mountain oil canvas masterpiece cinematic sharp focus artstation").split()
 
@@ -59,21 +65,21 @@ def main() -> int:
     print(f"load: encoder {t1 - t0:.2f} s, head {1000 * (t2 - t1):.1f} ms  (threads={args.threads}, numpy {np.__version__})")
 
     rng = random.Random(0)
-    sets = [_prompts(args.sets, "benign_coco10k", args.n, 12, rng),
-            _prompts(args.sets, "nudity_sixcd", args.n, 45, rng)]
+    sets = [_prompts(args.sets, name, args.n, words, rng) for name, words in SETS]
     prompt_semantic.semantic_scores(["warm-up"], 128, head)
-    print(f"{'set':<18} {'max_tokens':>10} {'mean tokens':>11} {'batch CPU ms/prompt':>20} {'single CPU ms':>14}")
+    print(f"{'set':<18} {'prompts':>7} {'mean tokens':>11} {'batch CPU ms/prompt':>20} {'GFLOP/s':>8} "
+          f"{'single CPU ms':>14}")
     for name, prompts in sets:
-        for max_tokens in (128, 64):
-            tokens = np.mean([len(ids) for ids in encoder.tokenize(prompts, max_tokens)])
-            t = time.process_time()
-            prompt_semantic.semantic_scores(prompts, max_tokens, head)
-            batch = 1000 * (time.process_time() - t) / len(prompts)
-            t = time.process_time()
-            for p in prompts[:50]:
-                prompt_semantic.semantic_scores([p], max_tokens, head)
-            single = 1000 * (time.process_time() - t) / min(50, len(prompts))
-            print(f"{name:<18} {max_tokens:>10} {tokens:>11.1f} {batch:>20.2f} {single:>14.2f}")
+        tokens = sum(len(ids) for ids in encoder.tokenize(prompts, 128))
+        t = time.process_time()
+        prompt_semantic.semantic_scores(prompts, 128, head)
+        batch = time.process_time() - t
+        t = time.process_time()
+        for p in prompts[:50]:
+            prompt_semantic.semantic_scores([p], 128, head)
+        single = 1000 * (time.process_time() - t) / min(50, len(prompts))
+        print(f"{name:<18} {len(prompts):>7} {tokens / len(prompts):>11.1f} {1000 * batch / len(prompts):>20.2f} "
+              f"{FLOP_PER_TOKEN * tokens / batch / 1e9:>8.0f} {single:>14.2f}")
     return 0
 
 
