@@ -6,7 +6,7 @@ the prompt stage does not go through sentence-transformers. It reads the same fi
 and reproduces its pipeline: BERT → mean pooling over real tokens → L2 normalisation. The test
 suite checks it against sentence-transformers (cosine ≥ 0.9995 per prompt) where that is importable.
 
-Speed: the GEMMs are ~80 % of the time and run at 65-90 % of one core's float32 peak, so the
+Speed: the GEMMs are ~80 % of the time and run at 65-80 % of one core's float32 peak, so the
 remaining levers are not doing work twice: tokens are packed (no GEMM or elementwise work on
 padding) and repeated prompts are encoded once. int8 was measured and rejected: even weight-only
 int8 (per output channel) drops the cosine to 0.9990 on Six-CD prompts.
