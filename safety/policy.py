@@ -284,7 +284,8 @@ def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None
     line = _line_of(text, ("monitor",), "backends")
     if not previews or not previews <= ensemble:
         raise PolicyError(f"[monitor] backends must be a non-empty subset of the [image] backends "
-                          f"({', '.join(sorted(ensemble))}), got {sorted(previews)}", path=path, line=line)
+                          f"({', '.join(sorted(ensemble))}), got {sorted(previews)} (a policy that changes "
+                          f"[image] backends names its preview subset too)", path=path, line=line)
     for cue, feeders in kept.items():
         if not feeders & previews:
             raise PolicyError(f"[monitor] backends must keep a required backend that feeds '{cue}' "

@@ -366,7 +366,7 @@ def test_wd14_feeds_the_image_guard_and_minor_sexual(tmp_path):
 
     policy_path = tmp_path / "anime.toml"
     policy_path.write_text('extends = "public"\nname = "anime"\n'
-                           '[image]\nbackends = ["wd14"]\nrequired = ["wd14"]\n')
+                           '[image]\nbackends = ["wd14"]\nrequired = ["wd14"]\n[monitor]\nbackends = ["wd14"]\n')
     policy = load_policy(policy_path)
     backend = {"wd14": wd14_backend(*tiny_tagger(tmp_path / "m"))}
     magenta, blue, red = (check_image(solid(c), policy, backends=backend)
