@@ -63,8 +63,8 @@ def check_images(images: Sequence[Any], policy: Policy | None = None, *, stage: 
     Args and Returns: as `check_image`, per item, plus:
         only (`Sequence[str]`, *optional*): run just these backends instead of the policy's
             ``[image]`` ensemble (the in-loop monitor's ``[monitor] backends``); those listed in
-            ``[image] required`` stay required. The caller must keep a feeder of each protected
-            cue (`preview_check.preview_backends` checks that).
+            ``[image] required`` stay required. The subset must keep a feeder of each protected
+            cue (`load_policy` checks that for ``[monitor] backends``).
     """
     policy = policy or load_policy()
     settings = policy.section("image")

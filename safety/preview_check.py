@@ -7,6 +7,7 @@ with the same function and style as the final image censor.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -102,9 +103,8 @@ def _classify(previews: tuple[tuple[Any, ...], ...], policy: Policy, checker: Ch
     try:
         if checker is None:
             from .image_guard import check_images
-            frame_verdicts = check_images(flat, policy, stage=STAGE, only=policy.section("monitor")["backends"])
-        else:
-            frame_verdicts = list(checker(flat, policy, stage=STAGE))
+            checker = functools.partial(check_images, only=policy.section("monitor")["backends"])
+        frame_verdicts = list(checker(flat, policy, stage=STAGE))
         if len(frame_verdicts) != len(flat):
             raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
     except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
