@@ -175,9 +175,8 @@ def _checker(fake: bool, policy) -> tuple[Callable, str]:
     if not fake:
         try:
             from sdguard.image_guard import check_images, load_backends
-            from sdguard.preview_check import preview_backends
 
-            names = preview_backends(policy)
+            names = list(policy.section("monitor")["backends"])
             loaded, failures = load_backends(names)
             if not failures:
                 return functools.partial(check_images, only=names), "+".join(names)

@@ -2,6 +2,8 @@
 
     python benchmarks/bench_prompt_semantic.py [--threads 1] [--sets DIR]
 
+"gated" is the stage as it runs (the gate clears most harmless prompts before the encoder);
+"encoder" is every prompt encoded (what a policy with a lowered semantic threshold pays).
 Prompts come from the eval sets when present (short COCO captions, long Six-CD nudity prompts),
 else from seeded synthetic prompts of caption-like and SD-prompt-like lengths. Batch mode is how
 `check-prompt --input` and `eval-prompts` run; "single" is one prompt per call (a host's generate
@@ -48,7 +50,8 @@ def _prompts(folder: Path, name: str, n: int, words: int, rng: random.Random) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--sets", type=Path, default=Path("/work/shared/eval"))
+    ap.add_argument("--sets", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "eval",
+                    help="eval sets (default: ../shared/eval beside the checkout)")
     ap.add_argument("-n", type=int, default=400, help="prompts per set")
     args = ap.parse_args()
     _set_threads(args.threads)
@@ -67,19 +70,25 @@ def main() -> int:
     rng = random.Random(0)
     sets = [_prompts(args.sets, name, args.n, words, rng) for name, words in SETS]
     prompt_semantic.semantic_scores(["warm-up"], 128, head)
-    print(f"{'set':<18} {'prompts':>7} {'mean tokens':>11} {'batch CPU ms/prompt':>20} {'GFLOP/s':>8} "
+    print(f"{'':<18} {'':>7} {'mean':>6} {'batch CPU ms/prompt':>20} {'encoded':>8} {'encoder':>8} "
           f"{'single CPU ms':>14}")
+    print(f"{'set':<18} {'prompts':>7} {'tokens':>6} {'gated':>9} {'encoder':>10} {'share':>8} {'GFLOP/s':>8} "
+          f"{'gated':>14}")
     for name, prompts in sets:
         tokens = sum(len(ids) for ids in encoder.tokenize(prompts, 128))
         t = time.process_time()
-        prompt_semantic.semantic_scores(prompts, 128, head)
-        batch = time.process_time() - t
+        _, encoded = prompt_semantic.semantic_scores(prompts, 128, head)
+        gated = time.process_time() - t
+        t = time.process_time()
+        prompt_semantic.semantic_scores(prompts, 128, head, gate=False)
+        full = time.process_time() - t
         t = time.process_time()
         for p in prompts[:50]:
             prompt_semantic.semantic_scores([p], 128, head)
         single = 1000 * (time.process_time() - t) / min(50, len(prompts))
-        print(f"{name:<18} {len(prompts):>7} {tokens / len(prompts):>11.1f} {1000 * batch / len(prompts):>20.2f} "
-              f"{FLOP_PER_TOKEN * tokens / batch / 1e9:>8.0f} {single:>14.2f}")
+        print(f"{name:<18} {len(prompts):>7} {tokens / len(prompts):>6.1f} {1000 * gated / len(prompts):>9.2f} "
+              f"{1000 * full / len(prompts):>10.2f} {encoded.mean():>8.0%} {FLOP_PER_TOKEN * tokens / full / 1e9:>8.0f} "
+              f"{single:>14.2f}")
     return 0
 
 

@@ -3,7 +3,9 @@
 Keyword lists miss most prompts that produce nudity (they name artists, styles and situations, or
 are optimised token soup). This stage embeds each prompt with all-MiniLM-L6-v2 (`text_encoder`)
 and scores it with a 1-hidden-layer MLP trained by `training/train_prompt_head.py`, one sigmoid per
-category. The head, its categories and its calibrated thresholds live in
+category. A gate goes first: the same kind of head on the encoder's bag of input word embeddings
+(`MiniLMEncoder.bag_of_words`, ~1 % of the encoder's cost) clears plainly harmless prompts, and
+only the rest are encoded. The head, the gate, its categories and its calibrated thresholds live in
 `weights/prompt_head.safetensors` (card: `prompt_head.md`); a policy's
 ``thresholds.semantic`` overrides the stored threshold. Both load once per process, on first use.
 """
@@ -35,7 +37,9 @@ SOURCE = "semantic"
 HEAD_FILE = "prompt_head.safetensors"
 # Tensor names of the head: embedding → hidden (ReLU) → one logit per category.
 HEAD_TENSORS = ("hidden.weight", "hidden.bias", "out.weight", "out.bias")
-REQUIRED_METADATA = ("name", "version", "categories", "thresholds")
+# The gate's tensors: the same shapes under this prefix.
+GATE_PREFIX = "gate."
+REQUIRED_METADATA = ("name", "version", "categories", "thresholds", "gate_thresholds")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class PromptHead:
         categories (`tuple[str, ...]`): one output per category, in order.
         thresholds (`Mapping[str, float]`): calibrated thresholds; the policy may override them.
         params (`Mapping[str, np.ndarray]`): `HEAD_TENSORS`.
+        gate (`Mapping[str, np.ndarray]`): `HEAD_TENSORS` of the gate (see `semantic_scores`).
+        gate_thresholds (`Mapping[str, float]`): a prompt whose gate scores are all below these
+            is cleared without the encoder; calibrated so that hardly any prompt the head flags is.
     """
 
     name: str
@@ -54,6 +61,8 @@ class PromptHead:
     categories: tuple[str, ...]
     thresholds: Mapping[str, float]
     params: Mapping[str, np.ndarray]
+    gate: Mapping[str, np.ndarray]
+    gate_thresholds: Mapping[str, float]
 
     @property
     def model(self) -> str:
@@ -81,12 +90,14 @@ def head_scores(params: Mapping[str, np.ndarray], vectors: np.ndarray) -> np.nda
     return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-def save_head(path: Path, params: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
-    """Write a head as safetensors with its metadata (name, version, categories, thresholds, ...)."""
+def save_head(path: Path, params: Mapping[str, np.ndarray], gate: Mapping[str, np.ndarray],
+              metadata: Mapping[str, str]) -> None:
+    """Write a head and its gate as safetensors with their metadata (`REQUIRED_METADATA`, ...)."""
     import numpy as np
     from safetensors.numpy import save_file
 
-    save_file({k: np.ascontiguousarray(params[k], dtype=np.float32) for k in HEAD_TENSORS}, str(path),
+    tensors = {**{k: params[k] for k in HEAD_TENSORS}, **{GATE_PREFIX + k: gate[k] for k in HEAD_TENSORS}}
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path),
               metadata=dict(metadata))
 
 
@@ -116,23 +127,28 @@ def load_head(path: Path | None = None) -> PromptHead:
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
             params = {k: f.get_tensor(k).astype(np.float32) for k in HEAD_TENSORS}
+            gate = {k: f.get_tensor(GATE_PREFIX + k).astype(np.float32) for k in HEAD_TENSORS}
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
             raise ValueError(f"metadata lacks {', '.join(missing)}")
         categories = tuple(meta["categories"].split(","))
         thresholds = {c: float(t) for c, t in json.loads(meta["thresholds"]).items()}
-        hidden = params["hidden.weight"].shape[1]
-        if (params["hidden.bias"].shape != (hidden,)
-                or params["out.weight"].shape != (hidden, len(categories))
-                or params["out.bias"].shape != (len(categories),)
-                or set(thresholds) != set(categories)):
+        gate_thresholds = {c: float(t) for c, t in json.loads(meta["gate_thresholds"]).items()}
+        if not (_shapes_fit(params, len(categories)) and _shapes_fit(gate, len(categories))
+                and set(thresholds) == set(gate_thresholds) == set(categories)):
             raise ValueError("tensor shapes, categories and thresholds disagree")
-        if not all(np.isfinite(v).all() for v in params.values()):
+        if not all(np.isfinite(v).all() for v in (*params.values(), *gate.values())):
             raise ValueError("weights contain NaN or infinity")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types; all mean "corrupt"
         raise GuardUnavailable(f"semantic prompt classifier: head weights {path} are unreadable "
                                f"({type(e).__name__}: {e}); {fix}") from None
-    return PromptHead(meta["name"], meta["version"], categories, thresholds, params)
+    return PromptHead(meta["name"], meta["version"], categories, thresholds, params, gate, gate_thresholds)
+
+
+def _shapes_fit(params: Mapping[str, np.ndarray], categories: int) -> bool:
+    hidden = params["hidden.weight"].shape[1]
+    return (params["hidden.bias"].shape == (hidden,) and params["out.weight"].shape == (hidden, categories)
+            and params["out.bias"].shape == (categories,))
 
 
 _LOCK = threading.Lock()
@@ -148,30 +164,47 @@ def default_head() -> PromptHead:
         return _HEAD[0]
 
 
-def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | None = None) -> np.ndarray:
-    """Score prompts, encoding them in length-sorted batches.
+def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | None = None, *,
+                    gate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Score prompts: the gate reads every prompt, the encoder (in length-sorted batches) and the
+    head read the prompts the gate did not clear.
 
     Args:
         prompts (`Sequence[str]`): positive prompts.
         max_tokens (`int`): tokens the encoder reads per prompt.
         head (`PromptHead`, *optional*, defaults to the bundled head).
+        gate (`bool`, *optional*, defaults to `True`): `False` encodes every prompt.
 
     Returns:
-        `np.ndarray` (len(prompts), len(head.categories)).
+        `(scores, encoded)`: `np.ndarray` (len(prompts), len(head.categories)) and a bool
+        `np.ndarray` (len(prompts),). Where `encoded` is False the gate cleared the prompt and its
+        row holds the gate's scores, each below its `head.gate_thresholds` value.
 
     Raises:
         `GuardUnavailable`: the encoder or the head cannot load.
     """
+    import numpy as np
+
     head = head or default_head()
     encoder = load_encoder()
     # NFKC folds full-width and styled letters (ｎｕｄｅ, 𝐧𝐮𝐝𝐞) that the uncased BERT vocabulary
     # would otherwise read as [UNK].
     texts = [unicodedata.normalize("NFKC", p) for p in prompts]
-    return head.scores(encoder.encode(texts, max_tokens))
+    if not gate:
+        return head.scores(encoder.encode(texts, max_tokens)), np.ones(len(texts), dtype=bool)
+    scores = head_scores(head.gate, encoder.bag_of_words(texts, max_tokens))
+    encoded = (scores >= np.asarray([head.gate_thresholds[c] for c in head.categories])).any(axis=1)
+    if encoded.any():
+        scores[encoded] = head.scores(encoder.encode([t for t, e in zip(texts, encoded) if e], max_tokens))
+    return scores, encoded
 
 
 def semantic_findings(prompts: Sequence[str], policy: Policy, head: PromptHead | None = None) -> list[list[Finding]]:
     """One finding per category per prompt, fired or not, with the policy's semantic threshold.
+
+    A prompt the gate cleared gets the gate's findings (its score and threshold, model
+    ``<head> gate``). The gate is calibrated for the head's stored thresholds, so a policy that
+    sets a lower ``thresholds.semantic`` for any category has every prompt encoded.
 
     Args:
         prompts (`Sequence[str]`): positive prompts (the negative prompt is the lexical stage's cue).
@@ -193,8 +226,12 @@ def semantic_findings(prompts: Sequence[str], policy: Policy, head: PromptHead |
     head = head or default_head()
     if not prompts:
         return []
-    scores = semantic_scores(prompts, int(policy.section("prompt")["semantic_max_tokens"]), head)
     thresholds = [policy.threshold(c, SOURCE, head.thresholds[c]) for c in head.categories]
-    return [[Finding(category, float(score), SOURCE, threshold, field="prompt", model=head.model)
-             for category, score, threshold in zip(head.categories, row, thresholds)]
-            for row in scores.tolist()]
+    gate = all(t >= head.thresholds[c] for c, t in zip(head.categories, thresholds))
+    scores, encoded = semantic_scores(prompts, int(policy.section("prompt")["semantic_max_tokens"]), head,
+                                      gate=gate)
+    gate_thresholds = [head.gate_thresholds[c] for c in head.categories]
+    return [[Finding(category, float(score), SOURCE, threshold if read else gate_threshold, field="prompt",
+                     model=head.model if read else f"{head.model} gate")
+             for category, score, threshold, gate_threshold in zip(head.categories, row, thresholds, gate_thresholds)]
+            for row, read in zip(scores.tolist(), encoded.tolist())]

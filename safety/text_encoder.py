@@ -179,6 +179,22 @@ class MiniLMEncoder:
             start = stop
         return out[which]
 
+    def bag_of_words(self, texts: Sequence[str], max_tokens: int = 128) -> np.ndarray:
+        """The encoder's cheapest view of `texts`: the mean of their tokens' input embeddings
+        (no position, no layer; [CLS] and [SEP] left out), L2-normalised. About 1 % of `encode`'s
+        cost; the semantic stage's gate reads it to skip the encoder on plainly harmless prompts.
+
+        Returns:
+            `np.ndarray` float32 of shape (len(texts), 384); a text with no tokens gives zeros.
+        """
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, ids in enumerate(self.tokenize(texts, max_tokens)):
+            if len(ids) > 2:
+                out[row] = self._word[ids[1:-1]].mean(axis=0)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
     def tokenize(self, texts: Sequence[str], max_tokens: int = 128) -> list[list[int]]:
         """Token ids per text, [CLS] and [SEP] included, cut to `max_tokens` (at least 2)."""
         max_tokens = max(2, min(int(max_tokens), self.max_positions))

@@ -12,6 +12,9 @@ training; `--leave-out` retrains without each of LEAVE_OUT_GROUPS in turn and ad
 the card (the honest estimate for a kind of prompt seen nowhere else).
 Thresholds: per category, the score that flags `--fp-target` of the calibration part of the
 ordinary-caption sets (CAPTION_SETS); recall is then reported at that threshold.
+Gate: a second head of the same shape on the encoder's bag of input word embeddings, trained on
+the same prompts; its thresholds flag `--gate-fp` of the calibration captions, and a prompt it does
+not flag is cleared without the encoder. Every figure is of the gate and the head together.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ WEIGHT_DECAY = 1e-3
 SET_WEIGHTS = {"benign_artistic_twins": 3.0, "benign_booru_twins": 3.0, "benign_crude_twins": 3.0,
                "benign_violence_twins": 3.0}
 HEAD_NAME = "sdguard-prompt-head"
-HEAD_VERSION = "2"
+HEAD_VERSION = "3"
 
 
 @dataclass
@@ -87,6 +90,11 @@ def load_sets(folders: list[Path]) -> list[PromptSet]:
             part[order[int(train * len(order)):int((train + calib) * len(order))]] = 1
             sets.append(PromptSet(path.stem, prompts, labels, part))
     return sets
+
+
+def bags(prompts: list[str]) -> np.ndarray:
+    """The gate's input: the encoder's bag of input word embeddings (NFKC as at run time)."""
+    return load_encoder().bag_of_words([unicodedata.normalize("NFKC", p) for p in prompts], MAX_TOKENS)
 
 
 def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
@@ -171,17 +179,18 @@ def calibrate(scores: np.ndarray, fp_target: float) -> float:
 
 
 def evaluate(sets: list[PromptSet], scores: dict[str, np.ndarray], thresholds: dict[str, float],
-             part: int) -> list[dict]:
-    """Per set: recall on its harmful category, or the share of benign prompts flagged."""
+             encoded: dict[str, np.ndarray], part: int) -> list[dict]:
+    """Per set: recall on its harmful category, or the share of benign prompts flagged; and the
+    share the gate passed to the encoder. A prompt the gate cleared is never flagged."""
     rows = []
     for s in sets:
         mask = s.part == part
         if not mask.any():
             continue
-        sc, lab = scores[s.name][mask], s.labels[mask]
-        flags = np.stack([sc[:, i] >= thresholds[c] for i, c in enumerate(CATEGORIES)], axis=1)
+        sc, lab, read = scores[s.name][mask], s.labels[mask], encoded[s.name][mask]
+        flags = np.stack([(sc[:, i] >= thresholds[c]) & read for i, c in enumerate(CATEGORIES)], axis=1)
         harmful = lab.any(axis=1)
-        row = {"set": s.name, "n": int(mask.sum())}
+        row = {"set": s.name, "n": int(mask.sum()), "encoded": float(read.mean())}
         if harmful.all():
             i = int(lab[0].argmax())
             row.update(category=CATEGORIES[i], metric="recall", value=float(flags[:, i].mean()),
@@ -199,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     # 0.7 %, not the 1 % target: the tail is noisy (calibrating to 1.0 % of the calibration captions
     # flagged 1.4 % of the test captions), and the target is 1 % on captions nobody here has seen.
     ap.add_argument("--fp-target", type=float, default=0.007, help="false-positive rate on captions")
+    # 10 %: the encoder then skips ~80 % of ordinary captions, and the gate costs at most 1 point of
+    # recall on any set, left out or not (the card's figures include that loss).
+    ap.add_argument("--gate-fp", type=float, default=0.1, help="share of captions the gate passes to the encoder")
     ap.add_argument("--holdout-set", action="append", default=[], help="keep this whole set out of training")
     ap.add_argument("--leave-out", action="store_true",
                     help="also retrain without each of LEAVE_OUT_GROUPS and report how those sets fare")
@@ -209,62 +221,85 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = load_sets([args.eval_dir, DATA_DIR])
     vectors = {s.name: embed(s.prompts, args.cache) for s in sets}
-    params, thresholds, rows = fit(sets, vectors, args.fp_target, args.holdout_set)
+    bag_vectors = {s.name: bags(s.prompts) for s in sets}
+    (params, thresholds), (gate, gate_thresholds), rows = fit(
+        sets, vectors, bag_vectors, args.fp_target, args.gate_fp, args.holdout_set)
     report = {"thresholds": thresholds, "fp_target": args.fp_target, "holdout_sets": args.holdout_set,
+              "gate_thresholds": gate_thresholds, "gate_fp": args.gate_fp,
               "train_prompts": int(sum((s.part == 0).sum() for s in sets if s.name not in args.holdout_set)),
               "calibration_captions": int(sum((s.part == 1).sum() for s in sets if s.name in CAPTION_SETS)),
               "test": rows, "leave_out": []}
     if args.leave_out:
         for group in LEAVE_OUT_GROUPS:
-            _, th, out = fit(sets, vectors, args.fp_target, [*args.holdout_set, *group])
+            (_, th), _, out = fit(sets, vectors, bag_vectors, args.fp_target, args.gate_fp,
+                                  [*args.holdout_set, *group])
             report["leave_out"].append({"left_out": list(group), "thresholds": th,
                                         "test": [r for r in out if r["set"] in group]})
     print(json.dumps(report, indent=1))
     if str(args.out) != "-":
-        write_outputs(args.out, params, thresholds, report, sets)
+        write_outputs(args.out, params, gate, report, sets)
     return 0
 
 
-def fit(sets: list[PromptSet], vectors: dict[str, np.ndarray], fp_target: float,
-        holdout: list[str]) -> tuple[dict[str, np.ndarray], dict[str, float], list[dict]]:
-    """Train on the train parts (minus `holdout` sets), calibrate, and score the test parts
-    (all of a held-out set)."""
+Head = tuple[dict[str, np.ndarray], dict[str, float]]  # parameters, thresholds per category
+
+
+def fit(sets: list[PromptSet], vectors: dict[str, np.ndarray], bag_vectors: dict[str, np.ndarray],
+        fp_target: float, gate_fp: float, holdout: list[str]) -> tuple[Head, Head, list[dict]]:
+    """Train the head and the gate on the train parts (minus `holdout` sets), calibrate both, and
+    score the test parts (all of a held-out set). Returns the head, the gate and the test rows."""
     parts = {s.name: np.full_like(s.part, 2) if s.name in holdout else s.part for s in sets}
     used = [PromptSet(s.name, s.prompts, s.labels, parts[s.name]) for s in sets]
-    x = np.concatenate([vectors[s.name][s.part == 0] for s in used])
-    y = np.concatenate([s.labels[s.part == 0] for s in used])
-    params = train_head(x, y, set_weights(used))
-    scores = {s.name: head_scores(params, vectors[s.name]) for s in used}
-    calib = np.concatenate([scores[s.name][s.part == 1] for s in used if s.name in CAPTION_SETS])
+    head, scores = _fit_one(used, vectors, fp_target)
+    gate, gate_scores = _fit_one(used, bag_vectors, gate_fp)
+    encoded = {name: (sc >= np.array([gate[1][c] for c in CATEGORIES])).any(axis=1) for name, sc in gate_scores.items()}
+    return head, gate, evaluate(used, scores, head[1], encoded, part=2)
+
+
+def _fit_one(sets: list[PromptSet], vectors: dict[str, np.ndarray], fp_target: float
+             ) -> tuple[Head, dict[str, np.ndarray]]:
+    """A head on `vectors` and its thresholds at `fp_target` of the calibration captions; and its scores per set."""
+    x = np.concatenate([vectors[s.name][s.part == 0] for s in sets])
+    y = np.concatenate([s.labels[s.part == 0] for s in sets])
+    params = train_head(x, y, set_weights(sets))
+    scores = {s.name: head_scores(params, vectors[s.name]) for s in sets}
+    calib = np.concatenate([scores[s.name][s.part == 1] for s in sets if s.name in CAPTION_SETS])
     thresholds = {c: round(calibrate(calib[:, i], fp_target), 4) for i, c in enumerate(CATEGORIES)}
-    return params, thresholds, evaluate(used, scores, thresholds, part=2)
+    return (params, thresholds), scores
 
 
-def write_outputs(out: Path, params: dict[str, np.ndarray], thresholds: dict[str, float], report: dict,
+def write_outputs(out: Path, params: dict[str, np.ndarray], gate: dict[str, np.ndarray], report: dict,
                   sets: list[PromptSet]) -> None:
     metadata = {"name": HEAD_NAME, "version": HEAD_VERSION, "categories": ",".join(CATEGORIES),
                 "encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_tokens": str(MAX_TOKENS),
-                "thresholds": json.dumps(thresholds), "fp_target": str(report["fp_target"]),
+                "thresholds": json.dumps(report["thresholds"]), "fp_target": str(report["fp_target"]),
+                "gate_thresholds": json.dumps(report["gate_thresholds"]), "gate_fp": str(report["gate_fp"]),
                 "trained": datetime.date.today().isoformat()}
-    save_head(out / "prompt_head.safetensors", params, metadata)
+    save_head(out / "prompt_head.safetensors", params, gate, metadata)
     (out / "prompt_head.md").write_text(model_card(metadata, report, sets), "utf-8")
     print(f"wrote {out / 'prompt_head.safetensors'} and prompt_head.md", file=sys.stderr)
 
 
-# v1's honest figures (its card, and benign_sixcd left out by this script with v1's data and settings).
-V1_FIGURES = {("nudity_sixcd", "leave_out"): 0.674, ("harm_sixcd", "leave_out"): 0.268,
-              ("benign_sixcd", "leave_out"): 0.322, ("benign_sixcd", "test"): 0.201,
-              ("benign_coco10k", "test"): 0.015}
+# v2's honest figures (its card: the same head without a gate).
+PREVIOUS_FIGURES = {("nudity_sixcd", "leave_out"): 0.891, ("harm_sixcd", "leave_out"): 0.271,
+                    ("benign_sixcd", "leave_out"): 0.139, ("benign_sixcd", "test"): 0.095,
+                    ("benign_coco10k", "test"): 0.016}
 
 
-def _compare_v1(report: dict) -> str:
-    """One sentence: v1's honest figures beside this run's."""
+def _compare_previous(report: dict) -> str:
+    """One sentence: v2's honest figures beside this run's."""
     now = {(r["set"], "test"): r["value"] for r in report["test"]}
     now.update({(r["set"], "leave_out"): r["value"] for item in report["leave_out"] for r in item["test"]})
     words = {"leave_out": "left out", "test": "test part"}
     return "; ".join(f"{name} ({words[kind]}) {old:.1%} → {now[name, kind]:.1%}"
-                     for (name, kind), old in V1_FIGURES.items() if (name, kind) in now) + \
+                     for (name, kind), old in PREVIOUS_FIGURES.items() if (name, kind) in now) + \
         " (recall for harmful sets, share flagged for any category for benign ones)."
+
+
+def _cells(row: dict) -> str:
+    """A report row's metric, value, per-category flags and encoded share as table cells."""
+    per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
+    return " | ".join([f"{row['metric']} ({row['category']})", f"{row['value']:.1%}", *per, f"{row['encoded']:.0%}"])
 
 
 def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
@@ -282,6 +317,13 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
              f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
              f"captions ({', '.join(CAPTION_SETS)}). Stored in this file's metadata; policies override them "
              "(`[categories.<name>] thresholds.semantic`).",
+             f"- Gate: the same MLP shape on the mean of the encoder's input word embeddings (no "
+             f"transformer layer, ~1 % of its cost). Gate thresholds "
+             f"{', '.join(f'{c} {t}' for c, t in report['gate_thresholds'].items())} flag "
+             f"{report['gate_fp']:.0%} of the calibration captions; a prompt under all of them is cleared "
+             "without the encoder (its findings carry the gate's score). Every figure below is of gate and "
+             "head together; the `encoded` column is the share of prompts the encoder read. A policy that "
+             "lowers a semantic threshold turns the gate off.",
              "- Scores are sigmoid outputs of a set-balanced head: ordered and probability-like, not "
              "calibrated probabilities. Compare them with the threshold only.", "",
              "## Training data", "",
@@ -300,37 +342,28 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "nudity words in 30 languages; the twins perturbed identically), gore and hate speech "
               "wishing groups harm (violence_written). Benign extras: SD-style prompts with clothed "
               "people, LAION-style art titles and shop captions, captions with keyword-trap words.", "",
-              "## Changes from v1", "",
-              "- Training data: booru/Civitai pairs, crude sex sentences, short plain I2P-style prompts, LAION-style "
-              "titles and hate-speech violence are new; "
-              "artist, subject, setting, style and cue lists are about twice as long; twins always name "
-              "what is worn (a twin that merely drops the cue, \"eve in a rococo boudoir, by cabanel\", "
-              "still renders nudity, so calling it benign was label noise); soups are perturbed prompts "
-              "and their perturbed twins instead of word bags.",
-              "- Training: clean twins (not the soup ones) weigh 3×, 400 epochs (v1: 300), prompts NFKC-normalised as at run "
-              "time; the five members train as one batched model (same result, faster).",
-              "- Calibration: thresholds flag 0.7 % of the calibration captions (v1: 1 %), a margin under the "
-              "1 % target because at 1 % the test captions were flagged 1.4 % (v1's figures below are at 1 %).",
-              f"- Honest figures, v1 → v{meta['version']}: " + _compare_v1(report), "",
+              "## Changes from v2", "",
+              "- The gate is new; the head is retrained from v2's data and seeds (thresholds moved by < 0.002). The gate skips the "
+              "encoder on most ordinary prompts and, since a prompt must now pass both, flags fewer benign ones.",
+              "- v2 (over v1): clean twins for every harmful synthetic prompt (weighing 3×), booru/Civitai, "
+              "crude-sentence, hate-speech and perturbed-soup sets, thresholds at 0.7 % of the calibration "
+              "captions (at 1 % the test captions were flagged 1.4 %).",
+              f"- Honest figures, v2 → v{meta['version']}: " + _compare_previous(report), "",
               "## Held-out test figures", "",
               "Measured on the test part of each set, at the thresholds above. Harmful sets: recall of "
               "their category. Benign sets: share flagged for any category.", "",
-              "| set | n | metric | value | flagged sexual | flagged violence |", "|---|---|---|---|---|---|"]
+              "| set | n | metric | value | flagged sexual | flagged violence | encoded |", "|---|---|---|---|---|---|---|"]
     for row in report["test"]:
-        per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
-        lines.append(f"| {row['set']} | {row['n']} | {row['metric']} ({row['category']}) | {row['value']:.1%} | "
-                     + " | ".join(per) + " |")
+        lines.append(f"| {row['set']} | {row['n']} | {_cells(row)} |")
     if report["leave_out"]:
         lines += ["", "## Leave-one-group-out", "",
                   "The head retrained without a group of sets (thresholds recalibrated), then measured on "
                   "all of that group: the honest estimate for a kind of prompt seen nowhere in training.", "",
-                  "| left out | set | metric | value | flagged sexual | flagged violence |",
-                  "|---|---|---|---|---|---|"]
+                  "| left out | set | metric | value | flagged sexual | flagged violence | encoded |",
+                  "|---|---|---|---|---|---|---|"]
         for item in report["leave_out"]:
             for row in item["test"]:
-                per = [f"{row[f'flagged_{c}']:.1%}" if f"flagged_{c}" in row else "" for c in CATEGORIES]
-                lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {row['metric']} "
-                             f"({row['category']}) | {row['value']:.1%} | " + " | ".join(per) + " |")
+                lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {_cells(row)} |")
     lines += ["", "Synthetic sets share templates and word lists between their train and test parts, so "
               "their held-out figures are optimistic; when a synthetic family is left out, the other "
               "families still share its word lists. The Six-CD and caption figures are the ones to trust. "

@@ -82,9 +82,14 @@ def test_findings_score_harmful_prompts_above_threshold(policy, head):
     for found in findings:
         assert [f.category for f in found] == ["sexual", "violence"]
         for f in found:
-            assert f.source == "semantic" and f.model == head.model and f.field == "prompt"
+            assert f.source == "semantic" and f.field == "prompt"
             assert 0.0 <= f.score <= 1.0
-            assert f.threshold == policy.threshold(f.category, "semantic")
+            if f.model == head.model:
+                assert f.threshold == policy.threshold(f.category, "semantic")
+            else:  # cleared by the gate: its own score and threshold, never fired
+                assert f.model == f"{head.model} gate"
+                assert f.threshold == head.gate_thresholds[f.category] and not f.fired
+    assert all(f.model == head.model for found in findings[len(BENIGN):] for f in found)
     fired = [{f.category for f in found if f.fired} for found in findings]
     assert fired[:len(BENIGN)] == [set()] * len(BENIGN)
     assert all("sexual" in f for f in fired[len(BENIGN):len(BENIGN) + len(SEXUAL)])
@@ -122,10 +127,53 @@ def test_corrupt_head_is_unavailable(tmp_path):
 
 def test_head_with_inconsistent_metadata_is_unavailable(tmp_path, head):
     path = tmp_path / "prompt_head.safetensors"
-    prompt_semantic.save_head(path, head.params, {"name": "x", "version": "1", "categories": "sexual",
-                                                  "thresholds": json.dumps({"sexual": 0.5})})
+    prompt_semantic.save_head(path, head.params, head.gate, {
+        "name": "x", "version": "1", "categories": "sexual", "thresholds": json.dumps({"sexual": 0.5}),
+        "gate_thresholds": json.dumps({"sexual": 0.1})})
     with pytest.raises(GuardUnavailable, match="disagree"):
         prompt_semantic.load_head(path)
+
+
+def test_head_without_a_gate_is_unavailable(tmp_path, head):
+    # A v2 head file (no gate tensors) must not load as a head whose gate clears everything.
+    from safetensors.numpy import save_file
+    path = tmp_path / "prompt_head.safetensors"
+    save_file(dict(head.params), str(path), metadata={
+        "name": "x", "version": "2", "categories": ",".join(head.categories),
+        "thresholds": json.dumps(head.thresholds), "gate_thresholds": json.dumps(head.gate_thresholds)})
+    with pytest.raises(GuardUnavailable, match="unreadable"):
+        prompt_semantic.load_head(path)
+
+
+def test_gate_clears_harmless_prompts_without_the_encoder(monkeypatch, encoder, head):
+    read: list[str] = []
+    encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts, max_tokens=128: read.extend(texts) or encode(texts, max_tokens))
+    prompts = BENIGN + SEXUAL + VIOLENT
+    scores, encoded = prompt_semantic.semantic_scores(prompts, 128, head)
+    assert read == [p for p, e in zip(prompts, encoded) if e]
+    assert encoded[len(BENIGN):].all() and not encoded[:len(BENIGN)].all()
+    gate = np.array([head.gate_thresholds[c] for c in head.categories])
+    assert (scores[~encoded] < gate).all()
+    # The prompts the gate passed score as they would with no gate at all.
+    ungated, everything = prompt_semantic.semantic_scores(prompts, 128, head, gate=False)
+    assert everything.all()
+    np.testing.assert_allclose(scores[encoded], ungated[encoded], atol=1e-6)
+
+
+def test_a_lowered_threshold_turns_the_gate_off(tmp_path, head):
+    path = tmp_path / "low.toml"
+    path.write_text(f'extends = "public"\n[categories.violence]\nthresholds = {{ semantic = '
+                    f'{head.thresholds["violence"] - 0.1} }}\n')
+    found = prompt_semantic.semantic_findings(BENIGN, load_policy(path))
+    assert all(f.model == head.model for row in found for f in row)
+
+
+def test_bag_of_words_is_normalised(encoder):
+    bags = encoder.bag_of_words(["a red bicycle", "", LONG])
+    assert bags.shape == (3, 384) and bags.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(bags[[0, 2]], axis=1), 1.0, atol=1e-5)
+    assert not bags[1].any()
 
 
 def test_missing_head_is_unavailable(tmp_path):
@@ -184,7 +232,7 @@ def test_eval_prompts_rejects_a_bad_line_before_printing(tmp_path, capsys):
 
 
 def test_full_width_letters_read_like_ascii(policy):
-    plain, wide = prompt_semantic.semantic_scores(["nude woman, nsfw", "ｎｕｄｅ ｗｏｍａｎ, ｎｓｆｗ"], 128)
+    (plain, wide), _ = prompt_semantic.semantic_scores(["nude woman, nsfw", "ｎｕｄｅ ｗｏｍａｎ, ｎｓｆｗ"], 128)
     np.testing.assert_allclose(plain, wide, atol=1e-5)
 
 
