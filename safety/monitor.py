@@ -222,9 +222,16 @@ class LoopMonitor:
 
     def start(self, run_info: Mapping[str, Any] | None = None) -> None:
         """Begin a run. `run_info` (JSON-serialisable; e.g. ``host``, ``seed``, ``model``) goes to
-        the audit record; ``run_info["host"]`` overrides the policy's ``[audit] host``."""
+        the audit record; ``run_info["host"]`` overrides the policy's ``[audit] host``.
+
+        Also loads the default checker's detectors (once per process), so that the first check
+        of the first run does not spend their load time inside the sampling loop. A detector that
+        fails to load is not an error here: the check that needs it blocks with the reason."""
         self.reset()
         self._state.run_info = dict(run_info or {})
+        if self.enabled and self.checker is None:
+            from .image_guard import load_backends
+            load_backends(self.policy.section("monitor")["backends"])
 
     def on_step(self, step: int, total: int, x0: torch.Tensor) -> StepResult:
         """Report the sampler's x0 after step `step` (0-based) of `total`.

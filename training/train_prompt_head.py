@@ -50,6 +50,12 @@ LEAVE_OUT_GROUPS = (("nudity_sixcd",), ("harm_sixcd",), ("benign_sixcd",),
                     ("sexual_artistic", "benign_artistic_twins"), ("sexual_booru", "benign_booru_twins"),
                     ("sexual_crude", "benign_crude_twins"), ("sexual_soup", "benign_soup_twins"))
 MAX_TOKENS = 128
+# 0.7 %, not the 1 % target: the tail is noisy (calibrating to 1.0 % of the calibration captions
+# flagged 1.4 % of the test captions), and the target is 1 % on captions nobody here has seen.
+DEFAULT_FP_TARGET = 0.007
+# 10 %: the encoder then skips ~80 % of ordinary captions, and the gate costs at most 1 point of
+# recall on any set, left out or not (the card's figures include that loss).
+DEFAULT_GATE_FP = 0.1
 HIDDEN = 64
 ENSEMBLE = 5
 EPOCHS = 400
@@ -205,12 +211,9 @@ def evaluate(sets: list[PromptSet], scores: dict[str, np.ndarray], thresholds: d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval-dir", type=Path, default=DEFAULT_EVAL_DIR)
-    # 0.7 %, not the 1 % target: the tail is noisy (calibrating to 1.0 % of the calibration captions
-    # flagged 1.4 % of the test captions), and the target is 1 % on captions nobody here has seen.
-    ap.add_argument("--fp-target", type=float, default=0.007, help="false-positive rate on captions")
-    # 10 %: the encoder then skips ~80 % of ordinary captions, and the gate costs at most 1 point of
-    # recall on any set, left out or not (the card's figures include that loss).
-    ap.add_argument("--gate-fp", type=float, default=0.1, help="share of captions the gate passes to the encoder")
+    ap.add_argument("--fp-target", type=float, default=DEFAULT_FP_TARGET, help="false-positive rate on captions")
+    ap.add_argument("--gate-fp", type=float, default=DEFAULT_GATE_FP,
+                    help="share of captions the gate passes to the encoder")
     ap.add_argument("--holdout-set", action="append", default=[], help="keep this whole set out of training")
     ap.add_argument("--leave-out", action="store_true",
                     help="also retrain without each of LEAVE_OUT_GROUPS and report how those sets fare")

@@ -462,3 +462,16 @@ def test_bfloat16_latents_are_hashed_for_the_audit(tmp_path):
     assert list(log.records())[0]["input_sha256"] == hash_input(latent_bytes(x0))
     assert len(latent_bytes(x0)) == x0.numel() * 2
     assert latent_bytes(latent(FLAG)) == latent(FLAG).numpy().tobytes()
+
+
+def test_start_loads_the_preview_detectors_of_the_default_checker(tmp_path, monkeypatch):
+    import sdguard.image_guard
+
+    loaded = []
+    monkeypatch.setattr(sdguard.image_guard, "load_backends", lambda names: loaded.append(list(names)) or ({}, {}))
+    policy = make_policy(tmp_path)
+    LoopMonitor(policy, "sd15", decoder=BrightDecoder()).start()
+    assert loaded == [list(policy.section("monitor")["backends"])]
+    LoopMonitor(policy, "sd15", decoder=BrightDecoder(), checker=FakeChecker()).start()
+    LoopMonitor(make_policy(tmp_path, enabled=False), "sd15", decoder=BrightDecoder()).start()
+    assert len(loaded) == 1  # an injected checker loads its own; a disabled monitor needs none

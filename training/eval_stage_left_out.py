@@ -1,0 +1,64 @@
+"""The whole prompt stage (lexical + gate + head, `public`) on an eval set the head never saw.
+
+    python training/eval_stage_left_out.py nudity_sixcd [--eval-dir DIR]
+
+Retrains the head and its gate without the named sets (as `train_prompt_head.py --leave-out`
+does; thresholds recalibrated), installs that head in this process, and runs `sdguard eval-prompts
+--combined` on the left-out sets and on all COCO captions. For nudity_sixcd it also splits the set
+into MMA-style token soup (a `<|startoftext|>` or a 14+-letter glued word) and the rest, and prints
+the semantic stage alone beside the whole stage. Nothing is written to `weights/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import train_prompt_head as train
+
+from sdguard import prompt_semantic
+from sdguard.cli import main as cli_main
+
+SOUP = re.compile(r"<\|startoftext\|>|\b[a-z]{14,}\b")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="+", help="eval sets to leave out of training (file stems)")
+    ap.add_argument("--eval-dir", type=Path, default=train.DEFAULT_EVAL_DIR)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sdguard-train")
+    args = ap.parse_args(argv)
+
+    sets = train.load_sets([args.eval_dir, train.DATA_DIR])
+    vectors = {s.name: train.embed(s.prompts, args.cache) for s in sets}
+    bags = {s.name: train.bags(s.prompts) for s in sets}
+    (params, thresholds), (gate, gate_thresholds), _ = train.fit(sets, vectors, bags, train.DEFAULT_FP_TARGET,
+                                                                 train.DEFAULT_GATE_FP, args.sets)
+    prompt_semantic._HEAD[:] = [prompt_semantic.PromptHead(
+        "left-out", "-".join(args.sets), train.CATEGORIES, thresholds, params, gate, gate_thresholds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = Path(tmp) / "left-out.toml"
+        policy.write_text('extends = "public"\nname = "left-out"\n' + "".join(
+            f"[categories.{c}]\nthresholds = {{ semantic = {t} }}\n" for c, t in thresholds.items()))
+        files = [args.eval_dir / f"{name}.jsonl" for name in (*args.sets, "benign_coco10k")]
+        cli_main(["eval-prompts", "--combined", "--policy", str(policy), *map(str, files)])
+        if "nudity_sixcd" in args.sets:
+            rows = [json.loads(line) for line in (args.eval_dir / "nudity_sixcd.jsonl").open(encoding="utf-8")]
+            parts = {"nudity_soup": [r for r in rows if SOUP.search(r["prompt"])],
+                     "nudity_rest": [r for r in rows if not SOUP.search(r["prompt"])]}
+            for name, part in parts.items():
+                (Path(tmp) / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part), "utf-8")
+            split = [str(Path(tmp) / f"{name}.jsonl") for name in parts]
+            print("\nwhole stage:")
+            cli_main(["eval-prompts", "--combined", "--policy", str(policy), *split])
+            print("\nsemantic stage alone:")
+            cli_main(["eval-prompts", "--policy", str(policy), *split])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
