@@ -193,7 +193,8 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | 
     if not gate:
         return head.scores(encoder.encode(texts, max_tokens)), np.ones(len(texts), dtype=bool)
     scores = head_scores(head.gate, encoder.bag_of_words(texts, max_tokens))
-    encoded = (scores >= np.asarray([head.gate_thresholds[c] for c in head.categories])).any(axis=1)
+    # Cleared only when every score is below its threshold: a NaN score is never "below".
+    encoded = ~(scores < np.asarray([head.gate_thresholds[c] for c in head.categories])).all(axis=1)
     if encoded.any():
         scores[encoded] = head.scores(encoder.encode([t for t, e in zip(texts, encoded) if e], max_tokens))
     return scores, encoded

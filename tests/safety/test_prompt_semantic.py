@@ -161,6 +161,13 @@ def test_gate_clears_harmless_prompts_without_the_encoder(monkeypatch, encoder, 
     np.testing.assert_allclose(scores[encoded], ungated[encoded], atol=1e-6)
 
 
+def test_a_gate_that_cannot_score_clears_nothing(monkeypatch, encoder, head):
+    monkeypatch.setattr(encoder, "bag_of_words", lambda texts, max_tokens=128: np.full((len(texts), 384), np.nan,
+                                                                                        dtype=np.float32))
+    scores, encoded = prompt_semantic.semantic_scores(BENIGN, 128, head)
+    assert encoded.all() and np.isfinite(scores).all()
+
+
 def test_a_lowered_threshold_turns_the_gate_off(tmp_path, head):
     path = tmp_path / "low.toml"
     path.write_text(f'extends = "public"\n[categories.violence]\nthresholds = {{ semantic = '
