@@ -80,7 +80,7 @@ def main() -> int:
         _, encoded = prompt_semantic.semantic_scores(prompts, 128, head)
         gated = time.process_time() - t
         t = time.process_time()
-        prompt_semantic.semantic_scores(prompts, 128, head, gate=False)
+        prompt_semantic.semantic_scores(prompts, 128, head, use_gate=False)
         full = time.process_time() - t
         t = time.process_time()
         for p in prompts[:50]:

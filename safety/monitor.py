@@ -226,7 +226,8 @@ class LoopMonitor:
 
         Also loads the default checker's detectors (once per process), so that the first check
         of the first run does not spend their load time inside the sampling loop. A detector that
-        fails to load is not an error here: the check that needs it blocks with the reason."""
+        fails to load is not an error here (it is retried at the next start): a check that needs a
+        required one blocks with the reason, and every preview detector is required by default."""
         self.reset()
         self._state.run_info = dict(run_info or {})
         if self.enabled and self.checker is None:

@@ -53,7 +53,8 @@ class PromptHead:
         params (`Mapping[str, np.ndarray]`): `HEAD_TENSORS`.
         gate (`Mapping[str, np.ndarray]`): `HEAD_TENSORS` of the gate (see `semantic_scores`).
         gate_thresholds (`Mapping[str, float]`): a prompt whose gate scores are all below these
-            is cleared without the encoder; calibrated so that hardly any prompt the head flags is.
+            is cleared without the encoder; calibrated to pass a set share (10 %) of ordinary
+            captions to the encoder (the card gives the recall this costs).
     """
 
     name: str
@@ -137,6 +138,9 @@ def load_head(path: Path | None = None) -> PromptHead:
         if not (_shapes_fit(params, len(categories)) and _shapes_fit(gate, len(categories))
                 and set(thresholds) == set(gate_thresholds) == set(categories)):
             raise ValueError("tensor shapes, categories and thresholds disagree")
+        # A threshold of 1 or more (or NaN) would clear every prompt: such a file is corrupt.
+        if not all(0.0 < t < 1.0 for t in (*thresholds.values(), *gate_thresholds.values())):
+            raise ValueError("thresholds must lie strictly between 0 and 1")
         if not all(np.isfinite(v).all() for v in (*params.values(), *gate.values())):
             raise ValueError("weights contain NaN or infinity")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types; all mean "corrupt"
@@ -164,8 +168,16 @@ def default_head() -> PromptHead:
         return _HEAD[0]
 
 
+def gate_passes(scores: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
+    """Which prompts the gate sends to the encoder: those not below every threshold (NaN counts
+    as not below, so a gate that cannot score clears nothing). Shared with the training script."""
+    import numpy as np
+
+    return ~(scores < np.asarray(thresholds, dtype=np.float32)).all(axis=1)
+
+
 def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | None = None, *,
-                    gate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    use_gate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Score prompts: the gate reads every prompt, the encoder (in length-sorted batches) and the
     head read the prompts the gate did not clear.
 
@@ -173,7 +185,7 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | 
         prompts (`Sequence[str]`): positive prompts.
         max_tokens (`int`): tokens the encoder reads per prompt.
         head (`PromptHead`, *optional*, defaults to the bundled head).
-        gate (`bool`, *optional*, defaults to `True`): `False` encodes every prompt.
+        use_gate (`bool`, *optional*, defaults to `True`): `False` encodes every prompt.
 
     Returns:
         `(scores, encoded)`: `np.ndarray` (len(prompts), len(head.categories)) and a bool
@@ -190,11 +202,10 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | 
     # NFKC folds full-width and styled letters (ｎｕｄｅ, 𝐧𝐮𝐝𝐞) that the uncased BERT vocabulary
     # would otherwise read as [UNK].
     texts = [unicodedata.normalize("NFKC", p) for p in prompts]
-    if not gate:
+    if not use_gate:
         return head.scores(encoder.encode(texts, max_tokens)), np.ones(len(texts), dtype=bool)
     scores = head_scores(head.gate, encoder.bag_of_words(texts, max_tokens))
-    # Cleared only when every score is below its threshold: a NaN score is never "below".
-    encoded = ~(scores < np.asarray([head.gate_thresholds[c] for c in head.categories])).all(axis=1)
+    encoded = gate_passes(scores, [head.gate_thresholds[c] for c in head.categories])
     if encoded.any():
         scores[encoded] = head.scores(encoder.encode([t for t, e in zip(texts, encoded) if e], max_tokens))
     return scores, encoded
@@ -228,9 +239,9 @@ def semantic_findings(prompts: Sequence[str], policy: Policy, head: PromptHead |
     if not prompts:
         return []
     thresholds = [policy.threshold(c, SOURCE, head.thresholds[c]) for c in head.categories]
-    gate = all(t >= head.thresholds[c] for c, t in zip(head.categories, thresholds))
+    use_gate = all(t >= head.thresholds[c] for c, t in zip(head.categories, thresholds))
     scores, encoded = semantic_scores(prompts, int(policy.section("prompt")["semantic_max_tokens"]), head,
-                                      gate=gate)
+                                      use_gate=use_gate)
     gate_thresholds = [head.gate_thresholds[c] for c in head.categories]
     return [[Finding(category, float(score), SOURCE, threshold if read else gate_threshold, field="prompt",
                      model=head.model if read else f"{head.model} gate")

@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     sets = train.load_sets([args.eval_dir, train.DATA_DIR])
+    unknown = sorted(set(args.sets) - {s.name for s in sets if (args.eval_dir / f"{s.name}.jsonl").is_file()})
+    if unknown:
+        ap.error(f"not an eval set in {args.eval_dir}: {', '.join(unknown)}")
     vectors = {s.name: train.embed(s.prompts, args.cache) for s in sets}
-    bags = {s.name: train.bags(s.prompts) for s in sets}
-    (params, thresholds), (gate, gate_thresholds), _ = train.fit(sets, vectors, bags, train.DEFAULT_FP_TARGET,
-                                                                 train.DEFAULT_GATE_FP, args.sets)
+    bag_vectors = {s.name: train.bags(s.prompts) for s in sets}
+    (params, thresholds), (gate, gate_thresholds), _ = train.fit(
+        sets, vectors, bag_vectors, train.DEFAULT_FP_TARGET, train.DEFAULT_GATE_FP, args.sets)
+    # Replace the process-wide head that the CLI below loads on first use.
     prompt_semantic._HEAD[:] = [prompt_semantic.PromptHead(
         "left-out", "-".join(args.sets), train.CATEGORIES, thresholds, params, gate, gate_thresholds)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         policy.write_text('extends = "public"\nname = "left-out"\n' + "".join(
             f"[categories.{c}]\nthresholds = {{ semantic = {t} }}\n" for c, t in thresholds.items()))
         files = [args.eval_dir / f"{name}.jsonl" for name in (*args.sets, "benign_coco10k")]
-        cli_main(["eval-prompts", "--combined", "--policy", str(policy), *map(str, files)])
+        status = cli_main(["eval-prompts", "--combined", "--policy", str(policy), *map(str, files)])
         if "nudity_sixcd" in args.sets:
             rows = [json.loads(line) for line in (args.eval_dir / "nudity_sixcd.jsonl").open(encoding="utf-8")]
             parts = {"nudity_soup": [r for r in rows if SOUP.search(r["prompt"])],
@@ -54,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                 (Path(tmp) / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part), "utf-8")
             split = [str(Path(tmp) / f"{name}.jsonl") for name in parts]
             print("\nwhole stage:")
-            cli_main(["eval-prompts", "--combined", "--policy", str(policy), *split])
+            status = status or cli_main(["eval-prompts", "--combined", "--policy", str(policy), *split])
             print("\nsemantic stage alone:")
-            cli_main(["eval-prompts", "--policy", str(policy), *split])
-    return 0
+            status = status or cli_main(["eval-prompts", "--policy", str(policy), *split])
+    return status
 
 
 if __name__ == "__main__":

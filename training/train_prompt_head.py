@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdguard.prompt_semantic import head_scores, save_head
+from sdguard.prompt_semantic import gate_passes, head_scores, save_head
 from sdguard.text_encoder import load_encoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ def fit(sets: list[PromptSet], vectors: dict[str, np.ndarray], bag_vectors: dict
     used = [PromptSet(s.name, s.prompts, s.labels, parts[s.name]) for s in sets]
     head, scores = _fit_one(used, vectors, fp_target)
     gate, gate_scores = _fit_one(used, bag_vectors, gate_fp)
-    encoded = {name: (sc >= np.array([gate[1][c] for c in CATEGORIES])).any(axis=1) for name, sc in gate_scores.items()}
+    encoded = {name: gate_passes(sc, [gate[1][c] for c in CATEGORIES]) for name, sc in gate_scores.items()}
     return head, gate, evaluate(used, scores, head[1], encoded, part=2)
 
 

@@ -475,3 +475,18 @@ def test_start_loads_the_preview_detectors_of_the_default_checker(tmp_path, monk
     LoopMonitor(policy, "sd15", decoder=BrightDecoder(), checker=FakeChecker()).start()
     LoopMonitor(make_policy(tmp_path, enabled=False), "sd15", decoder=BrightDecoder()).start()
     assert len(loaded) == 1  # an injected checker loads its own; a disabled monitor needs none
+
+
+def test_start_survives_a_detector_that_cannot_load(tmp_path, monkeypatch):
+    from sdguard import image_backends
+    from sdguard.errors import GuardUnavailable
+
+    def fail(name):
+        raise GuardUnavailable(f"image backend '{name}' is not installed")
+
+    monkeypatch.setattr(image_backends, "get_backend", fail)
+    monitor = LoopMonitor(make_policy(tmp_path, preview_action="block"), "sd15", decoder=BrightDecoder())
+    monitor.start()
+    with pytest.raises(Blocked) as caught:  # the check itself fails closed
+        monitor.on_step(19, 20, latent(CLEAN))
+    assert caught.value.verdict.reasons[0].code == GUARD_UNAVAILABLE

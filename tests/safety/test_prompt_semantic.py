@@ -97,9 +97,12 @@ def test_findings_score_harmful_prompts_above_threshold(policy, head):
 
 
 def test_policy_thresholds_match_the_calibrated_ones(policy, head):
-    # _base.toml carries the head's calibrated thresholds; retraining must update both.
+    # _base.toml carries the head's calibrated thresholds; retraining must update both. Exactly:
+    # a policy threshold below the head's turns the gate off.
     for category in head.categories:
-        assert policy.threshold(category, "semantic") == pytest.approx(head.thresholds[category], abs=1e-4)
+        assert policy.threshold(category, "semantic") == head.thresholds[category]
+    found = prompt_semantic.semantic_findings(BENIGN, policy)
+    assert any(f.model == f"{head.model} gate" for row in found for f in row)
 
 
 def test_policy_overrides_the_threshold(tmp_path, head):
@@ -125,13 +128,40 @@ def test_corrupt_head_is_unavailable(tmp_path):
         prompt_semantic.load_head(path)
 
 
-def test_head_with_inconsistent_metadata_is_unavailable(tmp_path, head):
-    path = tmp_path / "prompt_head.safetensors"
-    prompt_semantic.save_head(path, head.params, head.gate, {
-        "name": "x", "version": "1", "categories": "sexual", "thresholds": json.dumps({"sexual": 0.5}),
-        "gate_thresholds": json.dumps({"sexual": 0.1})})
+def _save(path: Path, head, gate=None, **metadata) -> Path:
+    meta = {"name": "x", "version": "3", "categories": ",".join(head.categories),
+            "thresholds": json.dumps(head.thresholds), "gate_thresholds": json.dumps(head.gate_thresholds)}
+    prompt_semantic.save_head(path, head.params, gate if gate is not None else head.gate, {**meta, **metadata})
+    return path
+
+
+def test_a_saved_head_loads_back(tmp_path, head):
+    loaded = prompt_semantic.load_head(_save(tmp_path / "h.safetensors", head))
+    assert loaded.gate_thresholds == head.gate_thresholds
+    np.testing.assert_array_equal(loaded.gate["out.weight"], head.gate["out.weight"])
+
+
+@pytest.mark.parametrize("metadata", [
+    {"categories": "sexual"},                                              # head shapes
+    {"gate_thresholds": json.dumps({"sexual": 0.1})},                      # gate categories
+])
+def test_head_with_inconsistent_metadata_is_unavailable(tmp_path, head, metadata):
     with pytest.raises(GuardUnavailable, match="disagree"):
-        prompt_semantic.load_head(path)
+        prompt_semantic.load_head(_save(tmp_path / "h.safetensors", head, **metadata))
+
+
+def test_gate_with_wrong_shapes_is_unavailable(tmp_path, head):
+    gate = {**head.gate, "out.weight": head.gate["out.weight"][:, :1]}
+    with pytest.raises(GuardUnavailable, match="disagree"):
+        prompt_semantic.load_head(_save(tmp_path / "h.safetensors", head, gate))
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "1.0", "0"])
+def test_out_of_range_gate_threshold_is_unavailable(tmp_path, head, value):
+    # A gate threshold of 1 or more would clear every prompt, harmful ones included.
+    gate_thresholds = json.dumps(dict(head.gate_thresholds)).replace(str(head.gate_thresholds["sexual"]), value)
+    with pytest.raises(GuardUnavailable, match="between 0 and 1"):
+        prompt_semantic.load_head(_save(tmp_path / "h.safetensors", head, gate_thresholds=gate_thresholds))
 
 
 def test_head_without_a_gate_is_unavailable(tmp_path, head):
@@ -141,7 +171,7 @@ def test_head_without_a_gate_is_unavailable(tmp_path, head):
     save_file(dict(head.params), str(path), metadata={
         "name": "x", "version": "2", "categories": ",".join(head.categories),
         "thresholds": json.dumps(head.thresholds), "gate_thresholds": json.dumps(head.gate_thresholds)})
-    with pytest.raises(GuardUnavailable, match="unreadable"):
+    with pytest.raises(GuardUnavailable, match="gate.hidden.weight"):
         prompt_semantic.load_head(path)
 
 
@@ -156,7 +186,7 @@ def test_gate_clears_harmless_prompts_without_the_encoder(monkeypatch, encoder, 
     gate = np.array([head.gate_thresholds[c] for c in head.categories])
     assert (scores[~encoded] < gate).all()
     # The prompts the gate passed score as they would with no gate at all.
-    ungated, everything = prompt_semantic.semantic_scores(prompts, 128, head, gate=False)
+    ungated, everything = prompt_semantic.semantic_scores(prompts, 128, head, use_gate=False)
     assert everything.all()
     np.testing.assert_allclose(scores[encoded], ungated[encoded], atol=1e-6)
 
@@ -168,12 +198,13 @@ def test_a_gate_that_cannot_score_clears_nothing(monkeypatch, encoder, head):
     assert encoded.all() and np.isfinite(scores).all()
 
 
-def test_a_lowered_threshold_turns_the_gate_off(tmp_path, head):
-    path = tmp_path / "low.toml"
+@pytest.mark.parametrize("shift, gated", [(-0.1, False), (0.1, True)])
+def test_only_a_lowered_threshold_turns_the_gate_off(tmp_path, head, shift, gated):
+    path = tmp_path / "moved.toml"
     path.write_text(f'extends = "public"\n[categories.violence]\nthresholds = {{ semantic = '
-                    f'{head.thresholds["violence"] - 0.1} }}\n')
+                    f'{head.thresholds["violence"] + shift} }}\n')
     found = prompt_semantic.semantic_findings(BENIGN, load_policy(path))
-    assert all(f.model == head.model for row in found for f in row)
+    assert any(f.model == f"{head.model} gate" for row in found for f in row) == gated
 
 
 def test_bag_of_words_is_normalised(encoder):
