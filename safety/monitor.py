@@ -224,8 +224,8 @@ class LoopMonitor:
         """Begin a run. `run_info` (JSON-serialisable; e.g. ``host``, ``seed``, ``model``) goes to
         the audit record; ``run_info["host"]`` overrides the policy's ``[audit] host``.
 
-        Also loads the default checker's detectors (once per process), so that the first check
-        of the first run does not spend their load time inside the sampling loop. A detector that
+        Also loads the default checker's detectors (once per process; loading includes one warm-up
+        run), so that the first check of the first run does not spend that time inside the loop. A detector that
         fails to load is not an error here (it is retried at the next start): a check that needs a
         required one blocks with the reason, and every preview detector is required by default."""
         self.reset()

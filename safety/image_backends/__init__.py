@@ -136,3 +136,20 @@ def onnx_session(path: Path) -> Any:
     wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
     providers = [p for p in wanted if p in ort.get_available_providers()] or ["CPUExecutionProvider"]
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def warm_up(backend: Any, size: int) -> Any:
+    """Run `backend` once on a blank `size`² image (with one face over it, for a face backend)
+    and return it. onnxruntime's first run allocates its buffers and takes several times as long
+    as later ones; paying that at load keeps it out of the first check, which for the in-loop
+    monitor (it loads at `start()`) would otherwise fall inside the sampling loop."""
+    import numpy as np
+
+    from ..image_types import Face
+
+    blank = np.zeros((size, size, 3), dtype=np.uint8)
+    if getattr(backend, "needs_faces", False):
+        backend.detect([blank], faces=[(Face((0, 0, size, size), 1.0),)])
+    else:
+        backend.detect([blank])
+    return backend

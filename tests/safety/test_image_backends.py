@@ -119,3 +119,21 @@ def test_models_are_located_without_importing_their_packages():
     assert "nudenet" not in sys.modules
     with pytest.raises(GuardUnavailable, match="not found"):
         locate_model("nothing_here", "nudenet", "missing.onnx")
+
+
+@pytest.mark.parametrize("needs_faces", [False, True])
+def test_warm_up_runs_the_backend_once_on_a_blank_image(needs_faces):
+    from sdguard.image_backends import warm_up
+
+    class Recorder:
+        def __init__(self):
+            self.needs_faces, self.calls = needs_faces, []
+
+        def detect(self, images, faces=None):
+            self.calls.append((images[0].shape, images[0].max(), faces))
+            return []
+
+    backend = Recorder()
+    assert warm_up(backend, 32) is backend
+    faces = [(Face((0, 0, 32, 32), 1.0),)] if needs_faces else None
+    assert backend.calls == [((32, 32, 3), 0, faces)]
