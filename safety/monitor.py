@@ -17,6 +17,12 @@ Checks run at the policy's fractions of the run (``[monitor] schedule``) and on 
 returns the same result without decoding again. A step going back, a new `total`, or a new
 latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
 
+Some samplers report a different number of steps than `total` (ComfyUI passes ``len(sigmas) - 1``
+to every sampler): ``dpm_adaptive`` chooses its own steps and may report more, which count as
+the last step; ``dpm_fast`` reports about a third as many, so the run ends before its last step.
+A run or pass that ends before its last step has its last x0 checked when the pass changes or at
+`finish`, so the final check is never skipped.
+
 With ``[monitor] background = true`` the previews are decoded on the caller's thread (where x0
 lives, e.g. the GPU) and classified on one worker thread while sampling goes on, so the CPU
 classifier costs the GPU nothing; a block then fires at the first step after the result
@@ -158,6 +164,7 @@ class _RunState:
 
     run_info: Mapping[str, Any] = field(default_factory=dict)
     meta: tuple[Any, ...] | None = None
+    last_x0: Any = None  # kept for the final check of a pass that ends before its last step
     total: int | None = None
     last_step: int | None = None
     last_result: StepResult | None = None
@@ -249,13 +256,15 @@ class LoopMonitor:
         Raises:
             `Blocked`: a check of this run blocked (this one, an earlier one, or a background
                 check that just reported); carries the verdict.
-            `ValueError`: `step`/`total` out of range, or x0 not this family's shape.
+            `ValueError`: `total` < 1, `step` < 0, or x0 not this family's shape. A step past
+                the end counts as the last step (ComfyUI's ``dpm_adaptive`` reports more steps than `total`).
         """
         state = self._state
         if state.blocked is not None:
             raise Blocked(state.blocked)
-        if total < 1 or not 0 <= step < total:
-            raise ValueError(f"step {step} of {total}: need 0 <= step < total")
+        if total < 1 or step < 0:
+            raise ValueError(f"step {step} of {total}: need total >= 1 and step >= 0")
+        step = min(step, total - 1)
         if not self.enabled:
             return StepResult(step, total, False)
         self.format.check_shape(tuple(x0.shape))
@@ -274,7 +283,7 @@ class LoopMonitor:
             state.meta, state.total, state.batch = meta, total, x0.shape[0]
             state.pending = list(check_steps(total, self.schedule, self.check_final))
             state.passes += 1
-        state.last_step = step
+        state.last_step, state.last_x0 = step, x0
         verdicts = self._collect(step, wait=False)
         due = bool(state.pending) and step >= state.pending[0]
         while state.pending and step >= state.pending[0]:
@@ -288,14 +297,21 @@ class LoopMonitor:
         return result
 
     def finish(self) -> MonitorSummary:
-        """End the run: wait for outstanding checks, record the run's verdict in the audit trail
-        (once; a block was recorded when it fired), return the summary and reset for the next run.
-        Never raises `Blocked`: a check that blocks only now shows in ``summary.action``."""
+        """End the run: check the last x0 if the run ended before its last step (``dpm_fast``, an
+        interrupt: hosts may still decode it), wait for outstanding checks, record the run's
+        verdict in the audit trail (once; a block was recorded when it fired), return the summary
+        and reset for the next run.
+
+        Raises:
+            `Blocked`: one of those checks blocks now (a block that `on_step` raised is not raised again).
+        """
         state = self._state
-        try:
-            self._collect(state.last_step or 0, wait=True)
-        except Blocked:
-            pass
+        if state.blocked is None:
+            try:
+                self._end_pass()
+            except Blocked:
+                self.reset()
+                raise
         summary = self.summary()
         if self.audit is not None and state.blocked is None and state.worst is not None:
             self._record(state.worst, state.worst_hash)
@@ -327,20 +343,22 @@ class LoopMonitor:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _start_check(self, step: int, total: int, x0: torch.Tensor) -> tuple[Verdict, ...]:
+    def _start_check(self, step: int, total: int, x0: torch.Tensor, *, after_pass: bool = False
+                     ) -> tuple[Verdict, ...]:
         latent_hash = hash_input(latent_bytes(x0)) if self.audit else ""
         decoded = decode_previews(x0, self.policy, self.decoder)
         if not self.background:
             return self._apply(step, total, step, judge_previews(decoded, self.policy, checker=self.checker),
-                               latent_hash)
+                               latent_hash, after_pass=after_pass)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sdguard-monitor")
         future = self._executor.submit(judge_previews, decoded, self.policy, checker=self.checker)
         self._state.inflight.append(_Inflight(step, total, future, latent_hash))
         return ()
 
-    def _collect(self, current: int, *, wait: bool) -> tuple[Verdict, ...]:
-        """Apply background results, oldest first (all of them when `wait`); may raise `Blocked`."""
+    def _collect(self, current: int, *, wait: bool, after_pass: bool = False) -> tuple[Verdict, ...]:
+        """Apply background results, oldest first (all of them when `wait`); may raise `Blocked`.
+        `after_pass`: the sampler pass has ended, so a block saves no steps."""
         state = self._state
         verdicts: tuple[Verdict, ...] = ()
         while state.inflight and (wait or state.inflight[0].future.done()):
@@ -350,11 +368,11 @@ class LoopMonitor:
             except Exception as e:  # noqa: BLE001 - a check that died must block, never pass
                 failed = unavailable(STAGE, self.policy, "the preview check", e)
                 checked = LatentCheck((failed,) * state.batch, (), 0.0, 0.0)
-            verdicts = self._apply(job.step, job.total, current, checked, job.latent_hash)
+            verdicts = self._apply(job.step, job.total, current, checked, job.latent_hash, after_pass=after_pass)
         return verdicts
 
     def _apply(self, step: int, total: int, current: int, checked: LatentCheck,
-               latent_hash: str) -> tuple[Verdict, ...]:
+               latent_hash: str, *, after_pass: bool = False) -> tuple[Verdict, ...]:
         """Account for one finished check (read at `step`, applied at `current`); raise on a block."""
         state = self._state
         details = {"step": step, "total_steps": total, "fraction": round((step + 1) / total, 4),
@@ -364,7 +382,7 @@ class LoopMonitor:
         combined = verdicts[0].merge(*verdicts[1:])
         fired = combined.action is Action.BLOCK
         combined = replace(combined, details={**details, "items": len(verdicts), "stopped_at": current,
-                                              "steps_saved": total - 1 - current if fired else 0})
+                                              "steps_saved": total - 1 - current if fired and not after_pass else 0})
         state.checks.append(CheckRecord(step, total, combined.action, checked.decode_ms, checked.classify_ms,
                                         current))
         if state.worst is None or combined.action >= state.worst.action:
@@ -391,10 +409,20 @@ class LoopMonitor:
         `Blocked`); then a new schedule. The run's verdicts and counts stay."""
         logger.debug("new sampler pass: %s", why)
         state = self._state
-        self._collect(state.last_step or 0, wait=True)
-        state.meta = state.total = state.last_step = state.last_result = None
+        self._end_pass()
+        state.meta = state.total = state.last_step = state.last_result = state.last_x0 = None
         state.pending = []
         state.censored = {}
+
+    def _end_pass(self) -> None:
+        """Check the pass's last x0 if the final check is due and the pass ended before its last
+        step, then apply every outstanding check; may raise `Blocked`."""
+        state = self._state
+        ended_early = state.total is not None and state.last_step is not None and state.last_step < state.total - 1
+        checked_last = state.last_result is not None and state.last_result.checked
+        if self.enabled and self.check_final and ended_early and not checked_last:
+            self._start_check(state.last_step, state.total, state.last_x0, after_pass=True)
+        self._collect(state.last_step or 0, wait=True, after_pass=True)
 
     def _record(self, verdict: Verdict, latent_hash: str) -> None:
         assert self.audit is not None

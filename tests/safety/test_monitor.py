@@ -139,6 +139,47 @@ def test_shape_change_is_never_served_a_stale_result(tmp_path):
     assert third is not second and third.checked
 
 
+# ComfyUI's KSAMPLER passes total = len(sigmas) - 1 to every sampler (comfy/samplers.py), but
+# dpm_adaptive reports its own step count (info['steps'] - 1, unbounded) and dpm_fast reports
+# floor(n / 3) + 1 steps of n (comfy/k_diffusion/sampling.py, DPMSolver.dpm_solver_fast).
+
+def test_steps_past_total_count_as_the_last_step(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    results = run(monitor, 20, latent(CLEAN), steps=range(27))     # dpm_adaptive took 27 steps
+    assert results[-1] is results[19]          # the same (last) step: served, not decoded again
+    summary = monitor.finish()
+    assert [c.step for c in summary.checks] == [5, 9, 13, 19] and summary.passes == 1
+    assert monitor.decoder.calls == 4
+
+
+def test_run_ending_before_its_last_step_gets_the_final_check_at_finish(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    run(monitor, 20, latent(CLEAN), steps=range(7))                # dpm_fast: 7 steps of "20"
+    assert [c.step for c in monitor.finish().checks] == [5, 6]
+    blocking = monitor_for(make_policy(tmp_path, "block"))
+    run(blocking, 20, latent(CLEAN), steps=range(6))
+    blocking.on_step(6, 20, latent(FLAG))                         # unsafe only at its last step
+    with pytest.raises(Blocked) as e:
+        blocking.finish()
+    assert e.value.verdict.details["step"] == 6 and e.value.verdict.details["steps_saved"] == 0
+    assert blocking.summary().checks == ()                         # finish reset it all the same
+
+
+def test_pass_ending_early_is_checked_before_the_next_pass(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "block"))
+    run(monitor, 20, latent(CLEAN), steps=range(6))
+    monitor.on_step(6, 20, latent(FLAG))
+    with pytest.raises(Blocked) as e:
+        monitor.on_step(0, 10, latent(CLEAN))   # a second sampler starts: the first pass ended at 6
+    assert e.value.verdict.details["step"] == 6
+
+
+def test_run_ending_early_without_check_final_gets_no_extra_check(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, check_final=False))
+    run(monitor, 20, latent(CLEAN), steps=range(7))
+    assert [c.step for c in monitor.finish().checks] == [5]
+
+
 def test_disabled_monitor_checks_nothing(tmp_path):
     monitor = monitor_for(make_policy(tmp_path, enabled=False))
     assert not any(r.checked for r in run(monitor, 20, latent(FLAG)))
@@ -152,8 +193,10 @@ def test_bad_schedule_is_a_policy_error(tmp_path):
 
 def test_bad_input_is_a_clear_error(tmp_path):
     monitor = monitor_for(make_policy(tmp_path))
-    with pytest.raises(ValueError, match="0 <= step < total"):
-        monitor.on_step(20, 20, latent(CLEAN))
+    with pytest.raises(ValueError, match="need total >= 1 and step >= 0"):
+        monitor.on_step(-1, 20, latent(CLEAN))
+    with pytest.raises(ValueError, match="need total >= 1 and step >= 0"):
+        monitor.on_step(0, 0, latent(CLEAN))
     with pytest.raises(ValueError, match="has 4 channels; got 16"):
         monitor.on_step(0, 20, latent(CLEAN, channels=16))
 
@@ -442,13 +485,14 @@ def test_background_final_step_waits_for_every_check(tmp_path):
     assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 19]
 
 
-def test_finish_collects_a_late_block_without_raising(tmp_path):
+def test_finish_raises_a_late_block(tmp_path):
     checker = GatedChecker()
     monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
-    run(monitor, 20, latent(FLAG), steps=range(6))    # the run is interrupted after step 5
+    run(monitor, 20, latent(FLAG), steps=range(6))    # interrupted after step 5 (A1111 decodes it anyway)
     checker.gate.set()
-    summary = monitor.finish()
-    assert summary.action is Action.BLOCK and summary.blocked_at == 5
+    with pytest.raises(Blocked) as e:
+        monitor.finish()
+    assert e.value.verdict.details["step"] == 5 and e.value.verdict.details["steps_saved"] == 0
 
 
 def test_bfloat16_latents_are_hashed_for_the_audit(tmp_path):
