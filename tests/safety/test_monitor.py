@@ -165,6 +165,16 @@ def test_run_ending_before_its_last_step_gets_the_final_check_at_finish(tmp_path
     assert blocking.summary().checks == ()                         # finish reset it all the same
 
 
+def test_webui_per_evaluation_hook_gets_its_final_check_at_finish(tmp_path):
+    # A1111/Forge set state.sampling_step = d["i"] in the sampler callback, after step i's model
+    # evaluations (modules/sd_samplers_common.py callback_state), so a per-evaluation hook
+    # (on_cfg_after_cfg) reads 0, 0, 1, ..., 18 in a 20-step run and never sees step 19.
+    monitor = monitor_for(make_policy(tmp_path))
+    for step in [0, *range(19)]:
+        monitor.on_step(step, 20, latent(CLEAN))
+    assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 18]
+
+
 def test_pass_ending_early_is_checked_before_the_next_pass(tmp_path):
     monitor = monitor_for(make_policy(tmp_path, "block"))
     run(monitor, 20, latent(CLEAN), steps=range(6))
