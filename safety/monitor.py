@@ -9,7 +9,10 @@ Adapters call three methods (``start`` → ``on_step`` per step → ``finish``):
         x0 = ...                                    # internal latent space, [B,C,h,w] or [B,C,T,h,w]
         result = monitor.on_step(step, total, x0)   # raises Blocked(verdict) on a block
         show(result.previews[i] or own_preview[i])  # censored previews replace the host's own
-    summary = monitor.finish()
+    summary = monitor.finish()                      # may raise Blocked too (see below)
+
+A host that throws the run away instead (an error, an interrupt it will not decode) calls
+``reset()``, not ``finish()``.
 
 Checks run at the policy's fractions of the run (``[monitor] schedule``) and on the final step.
 ``on_step`` is idempotent per step: samplers that call the model several times per step
@@ -20,8 +23,9 @@ latent shape, dtype or device starts a new pass (a second sampler, hires fix, a 
 Some samplers report a different number of steps than `total` (ComfyUI passes ``len(sigmas) - 1``
 to every sampler): ``dpm_adaptive`` chooses its own steps and may report more, which count as
 the last step; ``dpm_fast`` reports about a third as many, so the run ends before its last step.
-A run or pass that ends before its last step has its last x0 checked when the pass changes or at
-`finish`, so the final check is never skipped.
+When the last x0 a pass reported was not checked (it ended early, or ran past `total`), and
+``check_final`` is on, that x0 is checked when the next pass starts or at `finish`, which then
+raises `Blocked` on a block.
 
 With ``[monitor] background = true`` the previews are decoded on the caller's thread (where x0
 lives, e.g. the GPU) and classified on one worker thread while sampling goes on, so the CPU
@@ -164,7 +168,7 @@ class _RunState:
 
     run_info: Mapping[str, Any] = field(default_factory=dict)
     meta: tuple[Any, ...] | None = None
-    last_x0: Any = None  # kept for the final check of a pass that ends before its last step
+    unchecked_x0: Any = None  # the pass's latest x0 if no check read it: the final check's input
     total: int | None = None
     last_step: int | None = None
     last_result: StepResult | None = None
@@ -264,7 +268,7 @@ class LoopMonitor:
             raise Blocked(state.blocked)
         if total < 1 or step < 0:
             raise ValueError(f"step {step} of {total}: need total >= 1 and step >= 0")
-        step = min(step, total - 1)
+        past_end, step = step >= total, min(step, total - 1)
         if not self.enabled:
             return StepResult(step, total, False)
         self.format.check_shape(tuple(x0.shape))
@@ -278,16 +282,19 @@ class LoopMonitor:
         elif state.last_step is not None and step < state.last_step:
             self._new_pass(f"step went back {state.last_step} → {step}")
         elif step == state.last_step and state.last_result is not None:
+            if past_end:
+                state.unchecked_x0 = x0  # a sampler running past `total`: the final check must read this
             return state.last_result
         if state.meta is None:
             state.meta, state.total, state.batch = meta, total, x0.shape[0]
             state.pending = list(check_steps(total, self.schedule, self.check_final))
             state.passes += 1
-        state.last_step, state.last_x0 = step, x0
+        state.last_step = step
         verdicts = self._collect(step, wait=False)
         due = bool(state.pending) and step >= state.pending[0]
         while state.pending and step >= state.pending[0]:
             state.pending.pop(0)  # a sparse caller may skip a scheduled step; check once, now
+        state.unchecked_x0 = None if due else x0
         if due:
             verdicts = self._start_check(step, total, x0) or verdicts
         if step == total - 1:
@@ -297,13 +304,14 @@ class LoopMonitor:
         return result
 
     def finish(self) -> MonitorSummary:
-        """End the run: check the last x0 if the run ended before its last step (``dpm_fast``, an
-        interrupt: hosts may still decode it), wait for outstanding checks, record the run's
-        verdict in the audit trail (once; a block was recorded when it fired), return the summary
-        and reset for the next run.
+        """End the run: wait for outstanding checks; check the last x0 if no check read it (the
+        run ended before its last step, e.g. ``dpm_fast`` or an interrupt A1111 still decodes, or
+        ran past it); record the run's verdict in the audit trail (once; a block was recorded when
+        it fired); return the summary and reset for the next run.
 
         Raises:
-            `Blocked`: one of those checks blocks now (a block that `on_step` raised is not raised again).
+            `Blocked`: one of those checks blocks (a block `on_step` raised is not raised again);
+                the monitor is reset all the same.
         """
         state = self._state
         if state.blocked is None:
@@ -330,6 +338,8 @@ class LoopMonitor:
     def reset(self) -> None:
         """Forget the run (checks, cached step, censored previews, a block, background checks
         still running); keep the configuration."""
+        for job in self._state.inflight:
+            job.future.cancel()  # a queued check of a dropped run must not delay the next run's first
         self._state = _RunState()
 
     def clone(self) -> LoopMonitor:
@@ -343,8 +353,8 @@ class LoopMonitor:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _start_check(self, step: int, total: int, x0: torch.Tensor, *, after_pass: bool = False
-                     ) -> tuple[Verdict, ...]:
+    def _start_check(self, step: int, total: int, x0: torch.Tensor, *,
+                     after_pass: bool = False) -> tuple[Verdict, ...]:
         latent_hash = hash_input(latent_bytes(x0)) if self.audit else ""
         decoded = decode_previews(x0, self.policy, self.decoder)
         if not self.background:
@@ -368,7 +378,8 @@ class LoopMonitor:
             except Exception as e:  # noqa: BLE001 - a check that died must block, never pass
                 failed = unavailable(STAGE, self.policy, "the preview check", e)
                 checked = LatentCheck((failed,) * state.batch, (), 0.0, 0.0)
-            verdicts = self._apply(job.step, job.total, current, checked, job.latent_hash, after_pass=after_pass)
+            verdicts = self._apply(job.step, job.total, current, checked, job.latent_hash,
+                                   after_pass=after_pass)
         return verdicts
 
     def _apply(self, step: int, total: int, current: int, checked: LatentCheck,
@@ -381,8 +392,9 @@ class LoopMonitor:
                     for i, v in enumerate(checked.verdicts)]
         combined = verdicts[0].merge(*verdicts[1:])
         fired = combined.action is Action.BLOCK
+        saved = total - 1 - current if fired and not after_pass else 0
         combined = replace(combined, details={**details, "items": len(verdicts), "stopped_at": current,
-                                              "steps_saved": total - 1 - current if fired and not after_pass else 0})
+                                              "steps_saved": saved})
         state.checks.append(CheckRecord(step, total, combined.action, checked.decode_ms, checked.classify_ms,
                                         current))
         if state.worst is None or combined.action >= state.worst.action:
@@ -410,19 +422,20 @@ class LoopMonitor:
         logger.debug("new sampler pass: %s", why)
         state = self._state
         self._end_pass()
-        state.meta = state.total = state.last_step = state.last_result = state.last_x0 = None
+        state.meta = state.total = state.last_step = state.last_result = None
         state.pending = []
         state.censored = {}
 
     def _end_pass(self) -> None:
-        """Check the pass's last x0 if the final check is due and the pass ended before its last
-        step, then apply every outstanding check; may raise `Blocked`."""
+        """Apply every outstanding check; then, with ``check_final``, check the pass's last x0 if
+        no check read it (it reads as the last step seen). May raise `Blocked`."""
         state = self._state
-        ended_early = state.total is not None and state.last_step is not None and state.last_step < state.total - 1
-        checked_last = state.last_result is not None and state.last_result.checked
-        if self.enabled and self.check_final and ended_early and not checked_last:
-            self._start_check(state.last_step, state.total, state.last_x0, after_pass=True)
-        self._collect(state.last_step or 0, wait=True, after_pass=True)
+        current = state.last_step or 0
+        self._collect(current, wait=True, after_pass=True)
+        if self.check_final and state.unchecked_x0 is not None:
+            x0, state.unchecked_x0 = state.unchecked_x0, None
+            self._start_check(current, state.total, x0, after_pass=True)
+            self._collect(current, wait=True, after_pass=True)
 
     def _record(self, verdict: Verdict, latent_hash: str) -> None:
         assert self.audit is not None

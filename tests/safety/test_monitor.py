@@ -143,13 +143,33 @@ def test_shape_change_is_never_served_a_stale_result(tmp_path):
 # dpm_adaptive reports its own step count (info['steps'] - 1, unbounded) and dpm_fast reports
 # floor(n / 3) + 1 steps of n (comfy/k_diffusion/sampling.py, DPMSolver.dpm_solver_fast).
 
-def test_steps_past_total_count_as_the_last_step(tmp_path):
+def test_steps_past_total_count_as_the_last_step_and_the_last_x0_is_checked_at_finish(tmp_path):
     monitor = monitor_for(make_policy(tmp_path))
     results = run(monitor, 20, latent(CLEAN), steps=range(27))     # dpm_adaptive took 27 steps
     assert results[-1] is results[19]          # the same (last) step: served, not decoded again
-    summary = monitor.finish()
-    assert [c.step for c in summary.checks] == [5, 9, 13, 19] and summary.passes == 1
     assert monitor.decoder.calls == 4
+    summary = monitor.finish()                 # step 26's x0, read as step 19
+    assert [c.step for c in summary.checks] == [5, 9, 13, 19, 19] and summary.passes == 1
+    late = monitor_for(make_policy(tmp_path, "block"))
+    run(late, 20, latent(CLEAN), steps=range(26))
+    late.on_step(26, 20, latent(FLAG))         # unsafe only after step 19
+    with pytest.raises(Blocked):
+        late.finish()
+
+
+def test_background_final_check_at_finish_waits_for_older_checks_first(tmp_path):
+    checker = GatedChecker()
+    monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
+    run(monitor, 20, latent(FLAG), steps=range(7))   # dpm_fast: step 5's check still running
+    checker.gate.set()
+    with pytest.raises(Blocked) as e:
+        monitor.finish()
+    assert e.value.verdict.details["step"] == 5      # the older check blocks: step 6 is not decoded
+    assert monitor.decoder.calls == 1
+    clean = monitor_for(make_policy(tmp_path, "block", background=True), checker=GatedChecker())
+    clean.checker.gate.set()
+    run(clean, 20, latent(CLEAN), steps=range(7))
+    assert [c.step for c in clean.finish().checks] == [5, 6]
 
 
 def test_run_ending_before_its_last_step_gets_the_final_check_at_finish(tmp_path):

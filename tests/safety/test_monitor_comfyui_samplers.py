@@ -24,6 +24,8 @@ COMFYUI_DIR = os.environ.get("SDGUARD_COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set SDGUARD_COMFYUI_DIR to a ComfyUI checkout")
 
 STEPS = 20
+LATE_FLAG = -1.0  # a ToyModel value: x0 turns unsafe only once sigma < LATE_SIGMA
+LATE_SIGMA = 0.05
 # The k-diffusion samplers of ComfyUI's KSampler list that a model with EPS sampling runs
 # (the cfg_pp ones also rewrite model_options, which a toy denoiser does not read).
 SAMPLERS = ("euler", "euler_ancestral", "heun", "heunpp2", "dpm_2", "dpm_2_ancestral", "lms",
@@ -35,14 +37,17 @@ SAMPLERS = ("euler", "euler_ancestral", "heun", "heunpp2", "dpm_2", "dpm_2_ances
 @pytest.fixture(scope="module")
 def sampling():
     sys.path.insert(0, COMFYUI_DIR)
+    before = set(sys.modules)
     try:
         try:
             importlib.import_module("comfy.model_patcher")
         except ImportError:  # it pulls in most of ComfyUI's requirements; only cfg_pp samplers use it
             sys.modules["comfy.model_patcher"] = types.ModuleType("comfy.model_patcher")
         yield importlib.import_module("comfy.k_diffusion.sampling")
-    finally:
+    finally:  # leave no comfy.* module (or the stub) to other tests
         sys.path.remove(COMFYUI_DIR)
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
 
 
 class ToyModel:
@@ -54,7 +59,8 @@ class ToyModel:
         import comfy.model_sampling
 
         # SD1.5's, built as comfy/model_base.py's model_sampling() builds it
-        sampling = type("ModelSampling", (comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS), {})()
+        bases = (comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS)
+        sampling = type("ModelSampling", bases, {})()
         self.value = value
         self.inner_model = types.SimpleNamespace(
             inner_model=types.SimpleNamespace(model_sampling=sampling),
@@ -62,7 +68,7 @@ class ToyModel:
 
     def __call__(self, x, sigma, **extra_args):
         x0 = 0.5 * torch.tanh(x)
-        x0[:, 0] = self.value
+        x0[:, 0] = self.value if self.value != LATE_FLAG else float(sigma.max() < LATE_SIGMA) * FLAG
         return x0
 
 
@@ -83,7 +89,8 @@ def sample(sampling, name: str, monitor, value: float, **options) -> int:
     if name == "dpm_fast":
         sampling.sample_dpm_fast(model, x, sigmas[-2], sigmas[0], total, callback=callback, disable=True)
     elif name == "dpm_adaptive":
-        sampling.sample_dpm_adaptive(model, x, sigmas[-2], sigmas[0], callback=callback, disable=True, **options)
+        sampling.sample_dpm_adaptive(model, x, sigmas[-2], sigmas[0], callback=callback, disable=True,
+                                     **options)
     else:
         getattr(sampling, f"sample_{name}")(model, x, sigmas, callback=callback, disable=True)
     return len(calls)
@@ -115,11 +122,16 @@ def test_dpm_adaptive_with_default_tolerances_ends_early_and_is_checked_at_finis
     monitor = monitor_for(make_policy(tmp_path))
     calls = sample(sampling, "dpm_adaptive", monitor, CLEAN)
     assert calls < STEPS
-    assert [c.step for c in monitor.finish().checks] == sorted({s for s in (5, 9, 13) if s < calls} | {calls - 1})
+    expected = sorted({s for s in (5, 9, 13) if s < calls} | {calls - 1})
+    assert [c.step for c in monitor.finish().checks] == expected
 
 
-def test_dpm_adaptive_with_tight_tolerances_runs_past_total_unbroken(sampling, tmp_path):
+def test_dpm_adaptive_with_tight_tolerances_runs_past_total_and_its_last_x0_is_checked(sampling, tmp_path):
     monitor = monitor_for(make_policy(tmp_path))
     # rtol/atol as a user sets them on ComfyUI's SamplerDPMAdaptative node
     assert sample(sampling, "dpm_adaptive", monitor, CLEAN, rtol=1e-4, atol=1e-5) > STEPS
-    assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 19]
+    assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 19, 19]   # the last read as step 19
+    late = monitor_for(make_policy(tmp_path, "block"))
+    sample(sampling, "dpm_adaptive", late, LATE_FLAG, rtol=1e-4, atol=1e-5)   # unsafe only at the end
+    with pytest.raises(Blocked):
+        late.finish()
