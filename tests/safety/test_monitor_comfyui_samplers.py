@@ -31,7 +31,7 @@ LATE_SIGMA = 0.05
 SAMPLERS = ("euler", "euler_ancestral", "heun", "heunpp2", "dpm_2", "dpm_2_ancestral", "lms",
             "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "ipndm",
             "ipndm_v", "deis", "lcm", "res_multistep", "gradient_estimation", "er_sde", "seeds_2",
-            "seeds_3", "sa_solver")
+            "seeds_3", "sa_solver", "uni_pc", "uni_pc_bh2")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ class ToyModel:
 
 def sample(sampling, name: str, monitor, value: float, **options) -> int:
     """Run ComfyUI sampler `name` for STEPS steps with the monitor in its callback; returns the
-    number of callbacks. dpm_fast and dpm_adaptive are called as comfy/samplers.py's ksampler() does."""
+    number of callbacks. Called as comfy/samplers.py's KSAMPLER.sample and ksampler() call them."""
     sigmas = sampling.get_sigmas_karras(STEPS, 0.0292, 14.6146)
     total = len(sigmas) - 1
     calls = []
@@ -85,14 +85,18 @@ def sample(sampling, name: str, monitor, value: float, **options) -> int:
 
     x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * sigmas[0]
     model = ToyModel(value)
+    kwargs = {"extra_args": {}, "callback": callback, "disable": True, **options}
     monitor.start({"host": "comfyui", "sampler": name})
     if name == "dpm_fast":
-        sampling.sample_dpm_fast(model, x, sigmas[-2], sigmas[0], total, callback=callback, disable=True)
+        sampling.sample_dpm_fast(model, x, sigmas[-2], sigmas[0], total, **kwargs)
     elif name == "dpm_adaptive":
-        sampling.sample_dpm_adaptive(model, x, sigmas[-2], sigmas[0], callback=callback, disable=True,
-                                     **options)
+        sampling.sample_dpm_adaptive(model, x, sigmas[-2], sigmas[0], **kwargs)
+    elif name.startswith("uni_pc"):
+        from comfy.extra_samplers import uni_pc
+
+        getattr(uni_pc, name.replace("uni_pc", "sample_unipc"))(model, x, sigmas, **kwargs)
     else:
-        getattr(sampling, f"sample_{name}")(model, x, sigmas, callback=callback, disable=True)
+        getattr(sampling, f"sample_{name}")(model, x, sigmas, **kwargs)
     return len(calls)
 
 
