@@ -6,13 +6,16 @@ Retrains the head and its gate without the named sets (as `train_prompt_head.py 
 does; thresholds recalibrated), installs that head in this process, and runs `sdguard eval-prompts
 --combined` on the left-out sets and on all COCO captions. For nudity_sixcd it also splits the set
 into MMA-style token soup (a `<|startoftext|>` or a 14+-letter glued word) and the rest, and prints
-the semantic stage alone beside the whole stage. Nothing is written to `weights/`.
+the semantic stage alone beside the whole stage. `--prefix N` also runs the left-out sets with N
+random words before each prompt (the shape of UnlearnDiffAtk's adversarial prefixes; words from
+`train_prompt_head.noise_words`). Nothing is written to `weights/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import sys
 import tempfile
@@ -31,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sets", nargs="+", help="eval sets to leave out of training (file stems)")
     ap.add_argument("--eval-dir", type=Path, default=train.DEFAULT_EVAL_DIR)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sdguard-train")
+    ap.add_argument("--prefix", type=int, default=0, metavar="N",
+                    help="also run with N random words before each prompt")
     args = ap.parse_args(argv)
 
     sets = train.load_sets([args.eval_dir, train.DATA_DIR])
@@ -61,6 +66,20 @@ def main(argv: list[str] | None = None) -> int:
             status = status or cli_main(["eval-prompts", "--combined", "--policy", str(policy), *split])
             print("\nsemantic stage alone:")
             status = status or cli_main(["eval-prompts", "--policy", str(policy), *split])
+        if args.prefix:
+            words, rng = train.noise_words(), random.Random("prefix")
+            prefixed = []
+            for name in args.sets:
+                rows = [json.loads(line) for line in (args.eval_dir / f"{name}.jsonl").open(encoding="utf-8")]
+                path = Path(tmp) / f"{name}_prefix{args.prefix}.jsonl"
+                path.write_text("".join(json.dumps({**r, "prompt": " ".join(
+                    rng.choice(words) for _ in range(args.prefix)) + " " + r["prompt"]}) + "\n" for r in rows),
+                    "utf-8")
+                prefixed.append(str(path))
+            print(f"\n{args.prefix} random words before each prompt, whole stage:")
+            status = status or cli_main(["eval-prompts", "--combined", "--policy", str(policy), *prefixed])
+            print("\nsemantic stage alone:")
+            status = status or cli_main(["eval-prompts", "--policy", str(policy), *prefixed])
     return status
 
 
