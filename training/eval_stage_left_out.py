@@ -7,8 +7,8 @@ does; thresholds recalibrated), installs that head in this process, and runs `sd
 --combined` on the left-out sets and on all COCO captions. For nudity_sixcd it also splits the set
 into MMA-style token soup (a `<|startoftext|>` or a 14+-letter glued word) and the rest, and prints
 the semantic stage alone beside the whole stage. `--prefix N` also runs the left-out sets with N
-random words before each prompt (the shape of UnlearnDiffAtk's adversarial prefixes; words from
-`train_prompt_head.noise_words`). Nothing is written to `weights/`.
+random words before each prompt (the shape of UnlearnDiffAtk's adversarial prefixes; whole words
+of the encoder's vocabulary that no term list flags). Nothing is written to `weights/`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\nsemantic stage alone:")
             status = status or cli_main(["eval-prompts", "--policy", str(policy), *split])
         if args.prefix:
-            words, rng = train.noise_words(), random.Random("prefix")
+            words, rng = noise_words(), random.Random("prefix")
             prefixed = []
             for name in args.sets:
                 rows = [json.loads(line) for line in (args.eval_dir / f"{name}.jsonl").open(encoding="utf-8")]
@@ -81,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
             print("\nsemantic stage alone:")
             status = status or cli_main(["eval-prompts", "--policy", str(policy), *prefixed])
     return status
+
+
+def noise_words() -> list[str]:
+    """Whole words (alphabetic, 4+ letters) of the encoder's vocabulary that no term list flags."""
+    from tokenizers import Tokenizer
+
+    from sdguard.prompt_lexical import Lexicon
+    from sdguard.text_encoder import find_model_dir
+
+    vocab = Tokenizer.from_file(str(find_model_dir() / "tokenizer.json")).get_vocab()
+    lexicon = Lexicon.default()
+    return sorted(w for w in vocab if w.isalpha() and len(w) > 3 and not lexicon.scan(w))
 
 
 if __name__ == "__main__":

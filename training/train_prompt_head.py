@@ -98,19 +98,6 @@ def load_sets(folders: list[Path]) -> list[PromptSet]:
     return sets
 
 
-def noise_words() -> list[str]:
-    """Whole words (alphabetic, 4+ letters) of the encoder's vocabulary that no term list flags:
-    prompt noise that carries no harm (`eval_stage_left_out.py --prefix` draws from them)."""
-    from tokenizers import Tokenizer
-
-    from sdguard.prompt_lexical import Lexicon
-    from sdguard.text_encoder import find_model_dir
-
-    vocab = Tokenizer.from_file(str(find_model_dir() / "tokenizer.json")).get_vocab()
-    lexicon = Lexicon.default()
-    return sorted(w for w in vocab if w.isalpha() and len(w) > 3 and not lexicon.scan(w))
-
-
 def bags(prompts: list[str]) -> np.ndarray:
     """The gate's input: the encoder's bag of input word embeddings (NFKC as at run time)."""
     return load_encoder().bag_of_words([unicodedata.normalize("NFKC", p) for p in prompts], MAX_TOKENS)
