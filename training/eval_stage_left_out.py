@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", type=int, default=0, metavar="N",
                     help="also run with N random words before each prompt")
     args = ap.parse_args(argv)
+    if args.prefix < 0:
+        ap.error(f"--prefix takes a word count >= 0, got {args.prefix}")
 
     sets = train.load_sets([args.eval_dir, train.DATA_DIR])
     unknown = sorted(set(args.sets) - {s.name for s in sets if (args.eval_dir / f"{s.name}.jsonl").is_file()})
