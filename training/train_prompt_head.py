@@ -371,7 +371,8 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "their held-out figures are optimistic; when a synthetic family is left out, the other "
               "families still share its word lists. The Six-CD and caption figures are the ones to trust. "
               "The public sets sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean "
-              "twins) were not available for training or testing.", ""]
+              "twins) are never trained on; `training/public_sets.py` makes them into sets for "
+              "`sdguard eval-prompts` (figures in the README).", ""]
     return "\n".join(lines)
 
 
