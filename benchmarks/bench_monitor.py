@@ -100,7 +100,9 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
 
     linear = LinearPreview(fmt)
-    decode_ms = timed(lambda: preview_images(linear, x0_512, size=size), args.repeats, device)
+    # Paused like the classifier: a decode runs steps after the last check, and right after the
+    # classifier loads, onnxruntime's spinning threads triple it on 2 cores.
+    decode_ms = timed(lambda: preview_images(linear, x0_512, size=size), args.repeats, device, pause=CHECK_GAP_S)
     rows.append((f"linear decode 64² latent → {preview.shape[1]}² preview", decode_ms, ""))
     backends = _backends(args.fake_classifier, policy)
     for name, backend in backends.items():
