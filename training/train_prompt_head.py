@@ -23,6 +23,7 @@ import argparse
 import datetime
 import hashlib
 import json
+import os
 import random
 import sys
 import unicodedata
@@ -119,7 +120,11 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
         print(f"embedding {len(todo)} prompts (cached: {len(prompts) - len(todo)})", file=sys.stderr)
         vectors = load_encoder().encode([prompts[i] for i in todo], MAX_TOKENS)
         cache.update({keys[i]: v for i, v in zip(todo, vectors)})
-        np.savez(path, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
+        # Written beside and renamed: a second training run reading the cache meanwhile must see
+        # the old file or the new one, never half of one (np.savez is not atomic).
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+        np.savez(partial, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
+        os.replace(partial, path)
     return np.stack([cache[k] for k in keys])
 
 
