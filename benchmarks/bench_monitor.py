@@ -44,8 +44,8 @@ SMALL_PREVIEW = 128  # the TAESD preview size a CPU decodes in about 100 ms (cos
 STEP_MS = {"RTX 3090 (A1111 #241)": 125.0, "RTX 4090 (A1111 #2449)": 50.0, "TensorRT UNet (A1111 #7378)": 19.0}
 OVERHEAD_TARGET = 0.03
 SIM_RUNS = 3  # simulated runs per setting (median)
-# Checks are steps apart, so the classifier is timed after this much idle time: back to back,
-# the thread pools of the call before are still spinning and slow the next call's Python half.
+# Checks are steps apart, so the classifier and the linear decode are timed after this much idle
+# time: back to back, the thread pools of the call before are still spinning and slow the next call.
 CHECK_GAP_S = 0.05
 
 
@@ -101,7 +101,7 @@ def main() -> None:
 
     linear = LinearPreview(fmt)
     # Paused like the classifier: a decode runs steps after the last check, and right after the
-    # classifier loads, onnxruntime's spinning threads triple it on 2 cores.
+    # classifier loads, onnxruntime's spinning threads make it about 5× slower on 2 cores.
     decode_ms = timed(lambda: preview_images(linear, x0_512, size=size), args.repeats, device, pause=CHECK_GAP_S)
     rows.append((f"linear decode 64² latent → {preview.shape[1]}² preview", decode_ms, ""))
     backends = _backends(args.fake_classifier, policy)

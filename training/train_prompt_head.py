@@ -26,6 +26,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +111,8 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
     path = cache_dir / f"minilm-{MAX_TOKENS}.npz"
     cache: dict[str, np.ndarray] = {}
     if path.is_file():
-        stored = np.load(path)
-        cache = dict(zip(stored["keys"].tolist(), stored["vectors"]))
+        with np.load(path) as stored:
+            cache = dict(zip(stored["keys"].tolist(), stored["vectors"]))
     # NFKC as at run time (prompt_semantic.semantic_scores), so training sees what the guard sees.
     prompts = [unicodedata.normalize("NFKC", p) for p in prompts]
     keys = [hashlib.sha1(f"{MAX_TOKENS}\x00{p}".encode()).hexdigest() for p in prompts]
@@ -121,10 +122,16 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
         vectors = load_encoder().encode([prompts[i] for i in todo], MAX_TOKENS)
         cache.update({keys[i]: v for i, v in zip(todo, vectors)})
         # Written beside and renamed: a second training run reading the cache meanwhile must see
-        # the old file or the new one, never half of one (np.savez is not atomic).
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-        np.savez(partial, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
-        os.replace(partial, path)
+        # the old file or the new one, never half of one (np.savez is not atomic). Two runs
+        # writing at once keep the last one's vectors; the others are recomputed when needed.
+        handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=f".{path.stem}.", suffix=".npz")
+        os.close(handle)
+        try:
+            np.savez(partial, keys=np.array(list(cache)), vectors=np.stack(list(cache.values())))
+            os.replace(partial, path)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
     return np.stack([cache[k] for k in keys])
 
 
@@ -376,7 +383,8 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "their held-out figures are optimistic; when a synthetic family is left out, the other "
               "families still share its word lists. The Six-CD and caption figures are the ones to trust. "
               "The public sets sdguard targets (real I2P prompts, Ring-A-Bell/MMA token soup, paired clean "
-              "twins) are never trained on; `training/public_sets.py` makes them into sets for "
+              "twins) are not trained on, except the MMA-Diffusion soup that Six-CD bundles; "
+              "`training/public_sets.py` drops what was seen and makes the rest into sets for "
               "`sdguard eval-prompts` (figures in the README).", ""]
     return "\n".join(lines)
 
