@@ -117,3 +117,12 @@ def test_a_source_with_a_bad_file_writes_none_of_its_sets(tmp_path: Path, capsys
     assert _main(tmp_path, "--ring-a-bell", str(root), "--out", str(out)) == 2  # no violence CSVs
     assert "InvPrompt/Violence: no CSV files" in capsys.readouterr().err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_row_shorter_than_the_header_is_an_error_naming_the_line(tmp_path: Path, capsys):
+    root = tmp_path / "MU"
+    path = root / "prompts/nudity.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("categories,prompt\nsexual,a nude\nsexual\n", encoding="utf-8")
+    assert _main(tmp_path, "--mu-attack", str(root), "--out", str(tmp_path / "out")) == 2
+    assert "nudity.csv: line 3 has fewer fields than the header" in capsys.readouterr().err
