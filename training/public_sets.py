@@ -42,9 +42,10 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+import train_prompt_head as train
+
 # What the head may have trained on: the development sets beside the checkout and our own data.
-SEEN_DIRS = (REPO.parent / "shared" / "eval", REPO / "training" / "data")
+SEEN_DIRS = (train.DEFAULT_EVAL_DIR, train.DATA_DIR)
 I2P = "data/unsafe-prompts4703.csv"
 RING_A_BELL_VIOLENCE = "data/InvPrompt/Violence"
 SIX_CD_DUAL = "Datasets/Dual-Version"
@@ -61,13 +62,8 @@ def normalise(prompt: str) -> str:
 
 
 def seen_prompts(folders: list[Path]) -> set[str]:
-    """Every prompt of the JSONL sets in `folders`, normalised."""
-    seen: set[str] = set()
-    for folder in folders:
-        for path in sorted(folder.glob("*.jsonl")):
-            with path.open(encoding="utf-8") as f:
-                seen.update(normalise(json.loads(line)["prompt"]) for line in f if line.strip())
-    return seen
+    """Every prompt of the JSONL sets in `folders` (read as training reads them), normalised."""
+    return {normalise(prompt) for s in train.load_sets(folders) for prompt in s.prompts}
 
 
 def read_csv(path: Path, *columns: str) -> list[dict[str, str]]:
