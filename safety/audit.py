@@ -29,6 +29,7 @@ from .verdict import Verdict
 
 GENESIS = "0" * 64
 _TAIL_READ = 1 << 16  # read backwards in 64 KiB steps to find the last record
+_RECORD_START = b'{"seq":'  # how every record line begins (`append` writes "seq" first)
 
 
 def default_audit_path() -> Path:
@@ -181,22 +182,31 @@ class AuditLog:
             os.close(fd)  # closing releases the lock
 
     def _repair_and_last(self, fd: int) -> tuple[str, int]:
-        """Cut off a partial last line (a write killed midway), then return (hash, seq) of the
-        last complete record."""
+        """Return (hash, seq) of the last complete record, after cutting off a partial last line
+        (a write killed midway). Nothing is cut unless the file reads as a trail: the last
+        complete line is a record and the partial one starts like one, so a path that points at
+        some other file is refused unchanged."""
         size = os.fstat(fd).st_size
         end = _after_last_newline(fd, size)
+        last = GENESIS, 0
+        if end:
+            start = _after_last_newline(fd, end - 1)
+            try:
+                rec = json.loads(os.pread(fd, end - start, start))
+                last = rec["hash"], rec["seq"]
+            except (ValueError, KeyError, TypeError):
+                raise self._damaged() from None
         if end != size:
+            head = os.pread(fd, len(_RECORD_START), end)
+            if head != _RECORD_START[:len(head)]:
+                raise self._damaged()
             os.ftruncate(fd, end)
-        if end == 0:
-            return GENESIS, 0
-        start = _after_last_newline(fd, end - 1)
-        try:
-            rec = json.loads(os.pread(fd, end - start, start))
-            return rec["hash"], rec["seq"]
-        except (ValueError, KeyError, TypeError):
-            raise SdguardError(f"{self.path}: the last record is damaged, so the chain cannot be "
-                               f"continued; run `sdguard audit verify --path {self.path}` and move "
-                               f"the file aside to start a new trail") from None
+        return last
+
+    def _damaged(self) -> SdguardError:
+        return SdguardError(f"{self.path}: the last record is damaged or this is not an audit trail, so "
+                            f"the chain cannot be continued (the file was left as it is); run `sdguard "
+                            f"audit verify --path {self.path}` and move the file aside to start a new trail")
 
 
 def _after_last_newline(fd: int, limit: int) -> int:

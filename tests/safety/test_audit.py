@@ -10,8 +10,11 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from sdguard import AuditLog, Finding, load_policy
 from sdguard.audit import hash_input
+from sdguard.errors import SdguardError
 from sdguard.verdict import decide
 
 
@@ -71,6 +74,30 @@ def test_partial_last_line_is_reported_then_repaired(tmp_path):
     result = log.verify()
     assert result.ok and result.records == 4 and not result.partial_tail
 
+
+
+@pytest.mark.parametrize("content", [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR binary rest",  # an image: lines that are not records
+    b"notes\nmore notes without a newline",                    # a text file
+    b"no newline at all",
+    b"[1, 2]\n",                                              # JSON, but not a record
+], ids=["png", "text", "one-line", "json-list"])
+def test_a_file_that_is_not_a_trail_is_refused_unchanged(tmp_path, content):
+    path = tmp_path / "not-a-trail"
+    path.write_bytes(content)
+    with pytest.raises(SdguardError, match="not an audit trail"):
+        AuditLog(path).record(verdict(), input_hash=hash_input("x"))
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("cut", [1, 4, 37])
+def test_a_first_record_cut_short_is_repaired(tmp_path, cut):
+    path = tmp_path / "a.jsonl"
+    AuditLog(path).record(verdict(), input_hash=hash_input("x"))
+    path.write_bytes(path.read_bytes()[:cut])  # killed while writing the first record
+    AuditLog(path).record(verdict(), input_hash=hash_input("y"))
+    result = AuditLog(path).verify()
+    assert result.ok and result.records == 1 and not result.partial_tail
 
 WRITER = textwrap.dedent("""
     import os, signal, sys
