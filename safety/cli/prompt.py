@@ -13,14 +13,18 @@ from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_arg
                       policy_from_args, print_json)
 
 
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-prompt", help="check prompts (and negative prompts) against the policy",
                        description="Check a prompt, or a file of prompts, against the policy.")
     p.add_argument("text", nargs="?", help="the prompt (omit with --input)")
     p.add_argument("--negative", default="", help="the negative prompt")
     p.add_argument("--input", metavar="FILE",
-                   help="JSON Lines with 'prompt' (and optional 'negative'), or plain text with one "
-                        "prompt per line ('-' for stdin); output is one JSON object per prompt, in order")
+                   help="JSON Lines with 'prompt' (and optional 'negative'; *.jsonl, or a first line starting "
+                        "with '{\"'), or plain text with one prompt per line ('-' for stdin); output is one "
+                        "JSON object per prompt, in order")
     add_policy_args(p)
     add_audit_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -56,8 +60,10 @@ def run(args: argparse.Namespace) -> int:
 def read_prompts(source: str) -> list[tuple[str, str]]:
     """Read the whole input before checking anything, so bad input writes nothing.
 
-    JSON Lines when the first non-blank line is a JSON object (then every line must be one, with a
-    string 'prompt'); otherwise plain text, one prompt per line. Blank lines are skipped.
+    JSON Lines when the file is named ``*.jsonl`` / ``*.ndjson`` or its first non-blank line starts
+    with ``{"``: then every line must be an object with a string 'prompt', or nothing is checked
+    (a broken line must not be read as a harmless prompt, as JSON escapes would go unread).
+    Otherwise plain text, one prompt per line. Blank lines are skipped.
     """
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -67,7 +73,9 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     except OSError as e:
         raise UsageError(f"{source}: cannot read ({e.strerror})") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not lines or not _is_json_object(lines[0][1]):
+    json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or (
+        bool(lines) and lines[0][1].lstrip().startswith('{"'))
+    if not json_lines:
         return [(line, "") for _, line in lines]
     items = []
     for n, line in lines:
@@ -83,9 +91,3 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
         items.append((obj["prompt"], negative))
     return items
 
-
-def _is_json_object(line: str) -> bool:
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False

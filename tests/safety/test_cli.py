@@ -59,11 +59,22 @@ def test_input_plain_text_one_prompt_per_line(capsys, tmp_path, lexical_file):
     assert status == 0 and len(out.splitlines()) == 2
 
 
+def test_input_with_another_name_is_json_lines_when_it_starts_like_json(capsys, tmp_path, lexical_file):
+    src = tmp_path / "prompts.txt"
+    src.write_bytes(b'{"prompt": "a cat"\n{"prompt": "\\u006e\\u0075\\u0064\\u0065"}\n')
+    status, out, err = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 2 and out == "" and "prompts.txt:1: not valid JSON" in err
+
+
 @pytest.mark.parametrize("content, words", [
     (b'{"prompt": "ok"}\n{"prompt": \n', "in.jsonl:2: not valid JSON"),
     (b'{"prompt": "ok"}\n{"text": "x"}\n', "in.jsonl:2: expected an object with a string 'prompt'"),
     (b'{"prompt": "ok", "negative": 3}\n', "'negative' must be a string"),
     (b"caf\xe9\n", "not UTF-8"),
+    # A .jsonl whose first line is not an object is still JSON Lines: read as plain text, the
+    # next line's escapes ("\u006e\u0075\u0064\u0065" is "nude") would go unread and pass.
+    (b'[1]\n{"prompt": "\\u006e\\u0075\\u0064\\u0065"}\n', "in.jsonl:1: expected an object"),
+    (b'{"prompt": "a cat"\n', "in.jsonl:1: not valid JSON"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, lexical_file, content, words):
     src = tmp_path / "in.jsonl"
