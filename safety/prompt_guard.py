@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from . import prompt_lexical
 from .errors import GuardUnavailable
 from .policy import Policy, load_policy
+from .prompt_normalize import replace_lone_surrogates
 from .verdict import Finding, Verdict, decide
 
 STAGE = "prompt"
@@ -47,6 +48,7 @@ def check_prompts(items: Sequence[tuple[str, str]], policy: Policy | None = None
     """Check many (prompt, negative) pairs; the semantic classifier encodes them in batches."""
     policy = policy or load_policy()
     lexicon = lexicon or prompt_lexical.Lexicon.for_policy(policy)
+    items = [(replace_lone_surrogates(p), replace_lone_surrogates(n)) for p, n in items]
     findings: list[list[Finding]] = [lexicon.prompt_findings(p, n, policy) for p, n in items]
     skipped: dict[str, str] = {}
     mode = policy.section(STAGE)["semantic"]

@@ -181,6 +181,16 @@ class Folded:
         return (self._starts[start], self._starts[end - 1] + 1)
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """U+FFFD for each lone surrogate. A str can hold them (a JSON "\\ud800" escape, argv bytes
+    that are not UTF-8), but no encoder, tokenizer or UTF-8 file takes them; replaced, the
+    prompt is still checked and the words around them are still read."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def fold(text: str) -> Folded:
     """Fold `text` for matching, keeping the way back to original positions.
 

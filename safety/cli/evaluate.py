@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..policy import Policy
+from ..prompt_normalize import replace_lone_surrogates
 from ..verdict import Finding
 from ._common import UsageError, add_policy_args, policy_from_args, print_json
 
@@ -125,7 +126,7 @@ def _read_set(path: Path) -> list[tuple[str, str]]:
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) \
                 or not isinstance(obj.get("label"), str):
             raise UsageError(f"{path}:{n}: expected an object with string 'prompt' and 'label'")
-        rows.append((obj["prompt"], obj["label"]))
+        rows.append((replace_lone_surrogates(obj["prompt"]), obj["label"]))
     if not rows:
         raise UsageError(f"{path}: no prompts")
     return rows

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..audit import hash_input
 from ..prompt_guard import check_prompts
+from ..prompt_normalize import replace_lone_surrogates
 from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
                       policy_from_args, print_json)
 
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None and args.negative:
         raise UsageError("--negative applies to a single prompt; put 'negative' in the JSON Lines input")
     items = read_prompts(args.input) if args.input is not None else [(args.text, args.negative)]
+    # As check_prompts reads them; the audit trail hashes and stores the same text.
+    items = [(replace_lone_surrogates(p), replace_lone_surrogates(n)) for p, n in items]
     policy = policy_from_args(args)
     verdicts = check_prompts(items, policy)
     log = audit_from_args(args, policy)

@@ -299,3 +299,18 @@ def test_hand_written_twins_are_told_apart(policy):
     clean = [bool(found) for r, found in zip(rows, fired) if r["label"] == "benign"]
     assert len(harmful) == len(clean) == 45
     assert sum(harmful) >= 0.9 * len(harmful) and sum(clean) <= 0.15 * len(clean)
+
+
+def test_lone_surrogates_are_read_as_replacement_characters(policy, tmp_path, capsys):
+    # A str may hold them (JSON "\ud800", argv bytes that are not UTF-8); the tokenizer and the
+    # audit trail's UTF-8 refuse them, so they used to end the run with a TypeError.
+    verdict = check_prompts([(SEXUAL[0] + " \ud800", "\udcff")], policy)[0]
+    assert verdict.blocked and any(f.source == "semantic" for f in verdict.evidence)
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": "a red bicycle \ud800"}) + "\n")
+    trail = tmp_path / "audit.jsonl"
+    assert cli_main(["check-prompt", "--input", str(src), "--audit", str(trail)]) == 0
+    assert json.loads(capsys.readouterr().out)["action"] == "allow"
+    assert json.loads(trail.read_text())["text"] == "a red bicycle \ufffd"
+    src.write_text(json.dumps({"prompt": "a red bicycle \ud800", "label": "benign"}) + "\n")
+    assert cli_main(["eval-prompts", str(src), "--json"]) == 0
