@@ -227,6 +227,13 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
         value = data.get(table, {}).get(key)
         if value is not None and value not in allowed:
             fail(f"{dotted} = '{value}' is not one of {', '.join(allowed)}", (table,), key)
+    for dotted, (low, high) in base["ranges"].items():
+        table, _, key = dotted.rpartition(".")
+        value = data.get(table, {}).get(key)
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high for v in items):
+            fail(f"{dotted} = {value!r}: {'each item ' if isinstance(value, list) else ''}must be a number "
+                 f"from {low} to {high}", (table,), key)
 
     for category, rule in data.get("categories", {}).items():
         table = ("categories", category)
@@ -298,7 +305,7 @@ def _check_types(value: Any, schema: Any, where: tuple[str, ...], fail: Any) -> 
         if not isinstance(value, Mapping):
             fail(f"[{'.'.join(where)}] must be a table", where[:-1], where[-1])
         for key, sub in value.items():
-            if where == ("choices",):
+            if where in (("choices",), ("ranges",)):
                 continue
             if key not in schema:
                 fail(f"unknown key '{key}' in [{'.'.join(where)}] (allowed: {', '.join(sorted(schema))})",

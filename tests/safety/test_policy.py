@@ -78,6 +78,14 @@ def test_extends_loop_is_an_error(tmp_path):
     ('[categories.sexual]\nthresholds = { lexical = 2 }\n', 2, "from 0 to 1"),
     ('[categories.drugs]\nthresholds = { lexical = 1.0 }\n', 1, "needs an action"),
     ('name = "x"\n[categories\n', 2, "not valid TOML"),
+    # Out of range, a setting would switch a check off quietly (0 tokens read, no tiles, no faces).
+    ('[prompt]\nsemantic_max_tokens = 0\n', 2, "prompt.semantic_max_tokens = 0: must be a number from 16 to 512"),
+    ('[image]\n\nmin_face_px = 100000\n', 3, "from 8 to 128"),
+    ('[image]\ntile_overlap = 1.5\n', 2, "from 0.0 to 0.75"),
+    ('[monitor]\nschedule = [0.3, 5.0]\n', 2, "each item must be a number from 0.0 to 1.0"),
+    ('[monitor]\nschedule = ["a"]\n', 2, "each item must be a number"),
+    ('[watermark]\nstrength = true\n', 2, "must be float"),
+    ('[prompt]\nsemantic_max_tokens = 16\n[monitor]\nschedule = [0.0, 1.0]\n', None, None),
 ])
 def test_bad_files_name_the_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
