@@ -29,7 +29,7 @@ from .verdict import Verdict
 
 GENESIS = "0" * 64
 _TAIL_READ = 1 << 16  # read backwards in 64 KiB steps to find the last record
-_RECORD_START = b'{"seq":'  # how every record line begins (`append` writes "seq" first)
+_RECORD_START = b'{"seq":'  # how every record line begins (`record` writes "seq" first)
 
 
 def default_audit_path() -> Path:
