@@ -66,7 +66,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     JSON Lines when the file is named ``*.jsonl`` / ``*.ndjson`` or its first non-blank line starts
     with ``{"``: then every line must be an object with a string 'prompt', or nothing is checked
     (a broken line must not be read as a harmless prompt, as JSON escapes would go unread).
-    Otherwise plain text, one prompt per line. Blank lines are skipped.
+    Otherwise plain text, one prompt per line. Blank lines are skipped; no prompt at all is an error.
     """
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -76,8 +76,9 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     except OSError as e:
         raise UsageError(f"{source}: cannot read ({e.strerror})") from None
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or (
-        bool(lines) and lines[0][1].lstrip().startswith('{"'))
+    if not lines:  # exit 0 with no verdicts would read as "all clean" to a script
+        raise UsageError(f"{source}: no prompts")
+    json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or lines[0][1].lstrip().startswith('{"')
     if not json_lines:
         return [(line, "") for _, line in lines]
     items = []

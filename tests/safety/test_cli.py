@@ -75,6 +75,8 @@ def test_input_with_another_name_is_json_lines_when_it_starts_like_json(capsys, 
     # next line's escapes ("\u006e\u0075\u0064\u0065" is "nude") would go unread and pass.
     (b'[1]\n{"prompt": "\\u006e\\u0075\\u0064\\u0065"}\n', "in.jsonl:1: expected an object"),
     (b'{"prompt": "a cat"\n', "in.jsonl:1: not valid JSON"),
+    (b"", "in.jsonl: no prompts"),
+    (b"\n  \n", "in.jsonl: no prompts"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, lexical_file, content, words):
     src = tmp_path / "in.jsonl"
