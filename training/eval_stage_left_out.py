@@ -58,31 +58,37 @@ def main(argv: list[str] | None = None) -> int:
         files = [args.eval_dir / f"{name}.jsonl" for name in (*args.sets, "benign_coco10k")]
         status = cli_main(["eval-prompts", "--combined", "--policy", str(policy), *map(str, files)])
         if "nudity_sixcd" in args.sets:
-            rows = [json.loads(line) for line in (args.eval_dir / "nudity_sixcd.jsonl").open(encoding="utf-8")]
+            rows = _read_rows(args.eval_dir / "nudity_sixcd.jsonl")
             parts = {"nudity_soup": [r for r in rows if SOUP.search(r["prompt"])],
                      "nudity_rest": [r for r in rows if not SOUP.search(r["prompt"])]}
-            for name, part in parts.items():
-                (Path(tmp) / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part), "utf-8")
-            split = [str(Path(tmp) / f"{name}.jsonl") for name in parts]
-            print("\nwhole stage:")
-            status = status or cli_main(["eval-prompts", "--combined", "--policy", str(policy), *split])
-            print("\nsemantic stage alone:")
-            status = status or cli_main(["eval-prompts", "--policy", str(policy), *split])
+            split = [_write_rows(Path(tmp) / f"{name}.jsonl", part) for name, part in parts.items()]
+            status = status or _whole_then_semantic(policy, split)
         if args.prefix:
             words, rng = noise_words(), random.Random("prefix")
             prefixed = []
             for name in args.sets:
-                rows = [json.loads(line) for line in (args.eval_dir / f"{name}.jsonl").open(encoding="utf-8")]
-                path = Path(tmp) / f"{name}_prefix{args.prefix}.jsonl"
-                path.write_text("".join(json.dumps({**r, "prompt": " ".join(
-                    rng.choice(words) for _ in range(args.prefix)) + " " + r["prompt"]}) + "\n" for r in rows),
-                    "utf-8")
-                prefixed.append(str(path))
-            print(f"\n{args.prefix} random words before each prompt, whole stage:")
-            status = status or cli_main(["eval-prompts", "--combined", "--policy", str(policy), *prefixed])
-            print("\nsemantic stage alone:")
-            status = status or cli_main(["eval-prompts", "--policy", str(policy), *prefixed])
+                rows = [{**r, "prompt": " ".join(rng.choice(words) for _ in range(args.prefix)) + " " + r["prompt"]}
+                        for r in _read_rows(args.eval_dir / f"{name}.jsonl")]
+                prefixed.append(_write_rows(Path(tmp) / f"{name}_prefix{args.prefix}.jsonl", rows))
+            status = status or _whole_then_semantic(policy, prefixed, f"{args.prefix} random words before each prompt, ")
     return status
+
+
+def _read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.open(encoding="utf-8")]
+
+
+def _write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    return str(path)
+
+
+def _whole_then_semantic(policy: Path, files: list[str], what: str = "") -> int:
+    """`eval-prompts` on `files`, the whole stage, then (if that passed) the semantic stage alone."""
+    print(f"\n{what}whole stage:")
+    status = cli_main(["eval-prompts", "--combined", "--policy", str(policy), *files])
+    print("\nsemantic stage alone:")
+    return status or cli_main(["eval-prompts", "--policy", str(policy), *files])
 
 
 def noise_words() -> list[str]:
