@@ -119,18 +119,37 @@ def summarize(data: bytes, fmt: str) -> dict[str, Any] | None:
     }
 
 
-def load_or_create_identity(folder: Path) -> tuple[bytes, bytes]:
-    """The certificate chain and key in `folder`, creating a local CA + leaf there when absent.
+def load_identity(folder: Path) -> tuple[bytes, bytes]:
+    """The certificate chain and key in a folder the user named.
 
     Returns:
         (cert_chain_pem, key_pem).
 
     Raises:
+        FileNotFoundError: either file is missing; a named identity is never replaced by a new one,
+            since a manifest signed by the wrong signer is worse than none.
+    """
+    cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
+    missing = [p.name for p in (cert_path, key_path) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no C2PA identity ({' and '.join(missing)} missing); "
+                                f"give a folder holding {CERT_FILE} and {KEY_FILE}")
+    return cert_path.read_bytes(), key_path.read_bytes()
+
+
+def load_or_create_identity(folder: Path) -> tuple[bytes, bytes]:
+    """The identity in sdguard's own folder, creating a local CA + leaf there when it has none.
+
+    Returns:
+        (cert_chain_pem, key_pem).
+
+    Raises:
+        FileNotFoundError: only one of the two files is there (it is left alone).
         GuardUnavailable: `cryptography` is not installed.
     """
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
-    if cert_path.is_file() and key_path.is_file():
-        return cert_path.read_bytes(), key_path.read_bytes()
+    if cert_path.exists() or key_path.exists():
+        return load_identity(folder)
     chain, key = create_identity()
     folder.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(chain)

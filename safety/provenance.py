@@ -43,8 +43,8 @@ class ProvenanceOptions:
             48 bits of SHA-256(content_id), which ties the mark to the implicit label's ProduceID.
         implicit: write the GB 45438 implicit label (producer = ContentProducer, content_id = ProduceID;
             a random UUID when empty).
-        c2pa: sign a C2PA manifest with the identity in c2pa_identity (folder with cert chain + key;
-            created there when absent).
+        c2pa: sign a C2PA manifest with the identity in c2pa_identity (folder with cert chain + key,
+            which must be there); without one, with sdguard's local identity (created when absent).
     """
 
     visible: bool = False
@@ -96,6 +96,7 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
         MalformedImage: the input is not a well-formed PNG/JPEG/WebP.
         ValueError: the image is too small for the watermark or the visible label.
         GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
+        FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
     fmt = lc.sniff(data)
     if options.visible or options.watermark:
@@ -109,9 +110,10 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
     if options.implicit:
         data = write_label(data, AigcRecord(ContentProducer=options.producer, ProduceID=options.content_id))
     if options.c2pa:
-        from .c2pa_sign import load_or_create_identity, sign
+        from .c2pa_sign import load_identity, load_or_create_identity, sign
 
-        chain, key = load_or_create_identity(options.c2pa_identity or default_identity_dir())
+        chain, key = (load_identity(options.c2pa_identity) if options.c2pa_identity
+                      else load_or_create_identity(default_identity_dir()))
         data = sign(data, fmt, chain, key, title=f"{options.content_id}.{fmt}")
     return data
 

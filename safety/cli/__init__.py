@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(name)s: %(message)s")
     try:
         return args.run(args)
-    except (UsageError, SdguardError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (UsageError, SdguardError) as e:
         print(f"sdguard: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # a path that is a file where a folder is needed, a full disk, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"sdguard: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
 
 

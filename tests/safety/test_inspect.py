@@ -46,6 +46,9 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_inspect_reports_every_layer(tmp_path):
     pytest.importorskip("c2pa")
     pytest.importorskip("cryptography")
+    from sdguard.c2pa_sign import load_or_create_identity
+
+    load_or_create_identity(tmp_path)
     data = apply(png_bytes(image(), prompt="{}", workflow="{}"),
                  ProvenanceOptions(producer="acme", content_id="c1", c2pa=True, c2pa_identity=tmp_path))
     report = inspect_bytes(data, legacy=False)
@@ -127,6 +130,21 @@ def test_cli_malformed_input_exits_2_and_writes_nothing(tmp_path, plain_png, cap
     code, stdout, stderr = run(capsys, *[a.format(bad=bad, out=out) for a in argv])
     assert code == 2 and stdout == "" and "bad.png" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png", "plain.png"]
+
+
+@pytest.mark.parametrize("identity", ["missing", "empty", "file"])
+def test_cli_label_with_an_unusable_c2pa_identity_exits_2_and_writes_nothing(tmp_path, plain_png, capsys,
+                                                                               identity):
+    named = tmp_path / identity
+    if identity == "empty":
+        named.mkdir()
+    elif identity == "file":
+        named.write_text("not a folder")
+    out = tmp_path / "out.png"
+    code, stdout, stderr = run(capsys, "label", str(plain_png), str(out), "--c2pa", "--c2pa-identity", str(named))
+    assert code == 2 and stdout == "" and f"{named}: no C2PA identity" in stderr
+    assert not out.exists()
+    assert not named.exists() or named.is_file() or not any(named.iterdir())
 
 
 def test_cli_rejects_bad_payload(tmp_path, plain_png, capsys):

@@ -186,12 +186,12 @@ def test_visible_label_rejects_unknown_text_and_corner():
 
 # --- pipeline -----------------------------------------------------------------------------------
 
-def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path):
+def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path, monkeypatch):
     pytest.importorskip("c2pa")
     pytest.importorskip("cryptography")
+    monkeypatch.setenv("SDGUARD_HOME", str(tmp_path))  # no identity named: the local one, made here
     original = host_png(pixels(512, 512, seed=3))
-    options = prov.ProvenanceOptions(visible=True, producer="acme", content_id="run-7", c2pa=True,
-                                     c2pa_identity=tmp_path / "id")
+    options = prov.ProvenanceOptions(visible=True, producer="acme", content_id="run-7", c2pa=True)
     out = prov.apply(original, options)
     assert text_chunks(out) == text_chunks(original)
     assert lab.read_label(out).integrity == "ok"
@@ -202,7 +202,24 @@ def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path):
     assert summary["actions"][0] == {"action": "c2pa.created",
                                      "digitalSourceType": c2pa_sign.TRAINED_ALGORITHMIC_MEDIA}
     assert summary["validation_errors"] == ["signingCredential.untrusted"]  # self-signed, nothing else wrong
-    assert (tmp_path / "id" / "c2pa-key.pem").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "c2pa" / "c2pa-key.pem").stat().st_mode & 0o077 == 0
+
+
+def test_a_named_c2pa_identity_must_be_there_and_is_never_replaced(tmp_path):
+    from sdguard import c2pa_sign
+
+    options = prov.ProvenanceOptions(content_id="x", c2pa=True, c2pa_identity=tmp_path / "mine")
+    with pytest.raises(FileNotFoundError, match="c2pa-cert-chain.pem and c2pa-key.pem missing"):
+        prov.apply(host_png(), options)
+    assert not (tmp_path / "mine").exists()
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / c2pa_sign.CERT_FILE).write_bytes(b"my chain")
+    for load in (c2pa_sign.load_identity, c2pa_sign.load_or_create_identity):
+        with pytest.raises(FileNotFoundError, match="c2pa-key.pem missing"):
+            load(half)
+    assert [p.name for p in half.iterdir()] == [c2pa_sign.CERT_FILE]
+    assert (half / c2pa_sign.CERT_FILE).read_bytes() == b"my chain"
 
 
 def test_signing_then_editing_breaks_c2pa(tmp_path):

@@ -281,3 +281,13 @@ def test_cli_fetch_failure_exits_2_with_message(tmp_path, server, capsys):
     assert cli_main(["weights", "fetch", "demo", "--quiet", "--manifest", manifest]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "does not match the manifest" in captured.err
+
+
+def test_cli_fetch_into_a_file_exits_2_with_message(tmp_path, server, capsys):
+    manifest = str(write_manifest(tmp_path, server.url))
+    not_a_folder = tmp_path / "taken"
+    not_a_folder.write_text("mine")
+    assert cli_main(["weights", "fetch", "demo", "--quiet", "--manifest", manifest, "--to", str(not_a_folder)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"{not_a_folder}: File exists" in captured.err
+    assert not_a_folder.read_text() == "mine"
