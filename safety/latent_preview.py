@@ -275,20 +275,25 @@ def make_decoder(fmt: LatentFormat, preference: str = "auto", *,
     its file is found, else linear, as ComfyUI does).
 
     Raises:
-        `GuardUnavailable`: ``"taesd"`` and the decoder cannot load.
+        `GuardUnavailable`: ``"taesd"`` and the decoder cannot load; or ``"auto"`` and a decoder
+            file is there but does not load (the user installed it: previews must not quietly
+            become the coarser linear ones).
         `ValueError`: unknown preference.
     """
     if preference not in DECODER_CHOICES:
         raise ValueError(f"preview decoder '{preference}' is not one of {', '.join(DECODER_CHOICES)}")
     if preference == "linear":
         return LinearPreview(fmt)
-    if preference == "taesd":
-        return TAESDPreview(fmt, search_dirs=search_dirs, model_roots=model_roots)
-    try:
-        return TAESDPreview(fmt, search_dirs=search_dirs, model_roots=model_roots)
-    except GuardUnavailable as e:
-        logger.info("using the linear preview decoder: %s", e)
-        return LinearPreview(fmt)
+    if preference == "auto":
+        try:
+            if fmt.taesd_decoder is None:
+                raise GuardUnavailable(f"no TAESD decoder exists for {fmt.family}")
+            path = find_taesd_decoder(fmt.taesd_decoder, search_dirs, model_roots=model_roots)
+        except GuardUnavailable as e:
+            logger.info("using the linear preview decoder: %s", e)
+            return LinearPreview(fmt)
+        return TAESDPreview(fmt, path)
+    return TAESDPreview(fmt, search_dirs=search_dirs, model_roots=model_roots)
 
 
 def frame_batch(x0: torch.Tensor, max_frames: int) -> tuple[torch.Tensor, int]:

@@ -74,17 +74,23 @@ def decode_previews(x0: torch.Tensor, policy: Policy, decoder: PreviewDecoder) -
 
     settings = policy.section("monitor")
     started = time.perf_counter()
+    error: BaseException | str
     try:
-        if not bool(x0.isfinite().all()):  # a diverged run cannot be judged: fail closed
-            raise ValueError("x0 has NaN or infinite values")
-        previews = preview_images(decoder, x0, size=int(settings["preview_size"]),
-                                  max_frames=max(1, int(settings["max_frames"])),
-                                  shrink_latent=bool(settings["shrink_latent"]))
+        if bool(x0.isfinite().all()):
+            previews = preview_images(decoder, x0, size=int(settings["preview_size"]),
+                                      max_frames=max(1, int(settings["max_frames"])),
+                                      shrink_latent=bool(settings["shrink_latent"]))
+            return Decoded(tuple(tuple(item) for item in previews), len(previews),
+                           (time.perf_counter() - started) * 1000)
+        # A diverged run (fp16 overflow, a broken sampler) cannot be judged: fail closed. Expected
+        # in the field, so a warning rather than a traceback at every check.
+        error = "x0 has NaN or infinite values"
+        logger.warning("preview not decoded: %s", error)
     except Exception as e:  # noqa: BLE001 - a decoder that fails must block, never pass
         logger.exception("preview decoder failed")
-        failed = unavailable(STAGE, policy, f"the {getattr(decoder, 'name', 'preview')} preview decoder", e)
-        return Decoded((), int(x0.shape[0]), (time.perf_counter() - started) * 1000, failed)
-    return Decoded(tuple(tuple(item) for item in previews), len(previews), (time.perf_counter() - started) * 1000)
+        error = e
+    failed = unavailable(STAGE, policy, f"the {getattr(decoder, 'name', 'preview')} preview decoder", error)
+    return Decoded((), int(x0.shape[0]), (time.perf_counter() - started) * 1000, failed)
 
 
 def judge_previews(decoded: Decoded, policy: Policy, *, checker: Checker | None = None) -> LatentCheck:

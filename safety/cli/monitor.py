@@ -116,10 +116,16 @@ def read_latents(path: Path, key: str | None) -> dict[str, tuple[Any, str]]:
         import numpy as np
 
         try:
-            array = np.load(path, allow_pickle=False)
+            # Mapped, not read: a header whose shape promises more than the file holds is refused
+            # before anything is allocated.
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as e:
             raise UsageError(f"{path}: not a .npy array ({e})") from None
-        return {"array": (torch.from_numpy(array), "internal")}
+        if array.dtype.kind != "f":
+            raise UsageError(f"{path}: a latent holds real floats, this array holds {array.dtype}")
+        tensors = {"array": torch.from_numpy(np.array(array))}
+        _check_latents(path, tensors)
+        return {"array": (tensors["array"], "internal")}
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -136,10 +142,21 @@ def read_latents(path: Path, key: str | None) -> dict[str, tuple[Any, str]]:
         if key not in tensors:
             raise UsageError(f"{path}: no tensor '{key}' (tensors: {', '.join(tensors)})")
         tensors = {key: tensors[key]}
-    latents = {k: (t, space) for k, t in tensors.items() if t.ndim >= 4}
+    latents = {k: t for k, t in tensors.items() if t.ndim >= 4}
     if not latents:
         raise UsageError(f"{path}: no 4-D or 5-D tensor (tensors: {', '.join(tensors) or 'none'})")
-    return latents
+    _check_latents(path, latents)
+    return {k: (t, space) for k, t in latents.items()}
+
+
+def _check_latents(path: Path, tensors: dict[str, Any]) -> None:
+    """Refuse what no sampler hands over: integer, bool or complex tensors, and empty ones (a batch
+    of 0 would print nothing and exit 0, which reads as "checked, clean")."""
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise UsageError(f"{path} [{key}]: a latent holds real floats, this tensor holds {t.dtype}")
+        if t.numel() == 0:
+            raise UsageError(f"{path} [{key}]: empty tensor (shape {list(t.shape)})")
 
 
 def _report(args: argparse.Namespace, family: str, decoder: str, key: str, item: int, x0: Any, space: str,

@@ -266,6 +266,13 @@ def test_make_decoder_choices(tmp_path, monkeypatch):
         make_decoder(fmt, "vae")
     save_decoder(tmp_path, "taesd_decoder", 4)
     assert make_decoder(fmt, "auto", search_dirs=[tmp_path]).name == "taesd"
+    assert make_decoder(latent_format("wan21"), "auto").name == "linear"  # the family has no TAESD
+
+
+def test_make_decoder_auto_refuses_a_taesd_file_that_does_not_load(tmp_path):
+    (tmp_path / "taesd_decoder.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(GuardUnavailable, match="taesd_decoder.safetensors"):
+        make_decoder(latent_format("sd15"), "auto", search_dirs=[tmp_path])
 
 
 def test_shrink_latent_feeds_upscaling_decoders_a_smaller_latent():

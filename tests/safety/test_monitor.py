@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -465,6 +466,40 @@ def test_cli_bad_input_exits_2_with_nothing_on_stdout(tmp_path, capsys):
     (tmp_path / "bad.safetensors").write_bytes(b"junk")
     assert cli("preview-latent", str(tmp_path / "bad.safetensors"), "--family", "flux") == 2
     assert "not a safetensors file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((0, 4, 8, 8), np.float32), "empty tensor (shape [0, 4, 8, 8])"),     # a batch of none
+    (np.zeros((1, 4, 0, 8), np.float32), "empty tensor (shape [1, 4, 0, 8])"),
+    (np.zeros((1, 4, 8, 8), np.int64), "holds int64"),
+    (np.zeros((1, 4, 8, 8), np.complex64), "holds complex64"),
+    (np.array(["a", "b"]), "holds <U1"),
+])
+def test_cli_refuses_npy_arrays_that_are_not_latents(tmp_path, capsys, array, message):
+    np.save(tmp_path / "x0.npy", array)
+    assert cli("preview-latent", str(tmp_path / "x0.npy"), "--family", "sd15", "--decoder", "linear") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_cli_refuses_a_npy_header_promising_more_than_the_file_holds(tmp_path, capsys):
+    np.save(tmp_path / "x0.npy", np.zeros((1, 4, 8, 8), np.float32))
+    data = (tmp_path / "x0.npy").read_bytes()
+    promise = b"(9999, 4, 9999, 9999), }"         # 3.6 TB: refused before any allocation
+    huge = data.replace(b"(1, 4, 8, 8), }" + b" " * (len(promise) - 15), promise)
+    assert len(huge) == len(data) and huge != data  # the header's padding absorbs the longer shape
+    (tmp_path / "x0.npy").write_bytes(huge)
+    assert cli("preview-latent", str(tmp_path / "x0.npy"), "--family", "sd15", "--decoder", "linear") == 2
+    assert "not a .npy array" in capsys.readouterr().err
+
+
+def test_cli_nan_latent_blocks_without_a_traceback(tmp_path, capsys, caplog):
+    x0 = np.zeros((1, 4, 8, 8), np.float32)
+    x0[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "x0.npy", x0)
+    assert cli("preview-latent", str(tmp_path / "x0.npy"), "--family", "sd15", "--decoder", "linear") == 3
+    assert "NaN or infinite" in capsys.readouterr().out
+    assert "NaN or infinite" in caplog.text and "Traceback" not in caplog.text
 
 
 # -- background mode --------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from sdguard import Action, PolicyError, load_policy
@@ -147,3 +150,13 @@ def test_image_backends_may_be_swapped_for_ones_that_feed_the_same_cues(tmp_path
         load_policy(write(tmp_path, image))
     policy = load_policy(write(tmp_path, image + '[monitor]\nbackends = ["nudenet", "wd14"]\n'))
     assert policy.section("image")["required"] == ("nudenet", "wd14")
+
+
+def test_readme_shows_the_current_fingerprints():
+    # The README's sample output quotes fingerprints; any change to a built-in policy changes them.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    host = re.search(r"examples/host-policy\.toml \(policy model-host, fingerprint ([0-9a-f]{16})\)", readme)
+    public = re.search(r'"profile": "public", "fingerprint": "([0-9a-f]{16})"', readme)
+    examples = Path(__file__).resolve().parents[2] / "examples" / "host-policy.toml"
+    assert host and host.group(1) == load_policy(examples).fingerprint
+    assert public and public.group(1) == load_policy("public").fingerprint
