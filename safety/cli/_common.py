@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -70,6 +72,18 @@ def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Pa
                     file = Path(folder) / name
                     found.setdefault(os.path.abspath(file), (file, Path(root.name) / file.relative_to(root)))
     return list(found.values())
+
+
+def read_input(path: str | os.PathLike[str]) -> bytes:
+    """A whole input file, refusing anything but a regular file (after links): a device such as
+    /dev/zero never ends and a FIFO waits for a writer, so reading either would hang or exhaust memory.
+
+    Raises:
+        `OSError`: cannot be read, or ``EINVAL`` "not a regular file".
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return Path(path).read_bytes()
 
 
 def print_json(obj: Any) -> None:

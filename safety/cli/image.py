@@ -23,7 +23,7 @@ from ..image_guard import check_images
 from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
-                      audit_from_args, find_files, policy_from_args, print_json)
+                      audit_from_args, find_files, policy_from_args, print_json, read_input)
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     unreadable = blocked = False
     for path, relative in files:
         try:
-            data = path.read_bytes()
+            data = read_input(path)
             frames = _decode(data)
         except (OSError, ValueError) as e:
             unreadable = True

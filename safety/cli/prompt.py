@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ..audit import hash_input
 from ..prompt_guard import check_prompts
 from ..prompt_normalize import replace_lone_surrogates
 from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
-                      policy_from_args, print_json)
+                      policy_from_args, print_json, read_input)
 
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
@@ -69,7 +68,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     Otherwise plain text, one prompt per line. Blank lines are skipped; no prompt at all is an error.
     """
     try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        raw = sys.stdin.buffer.read() if source == "-" else read_input(source)
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UsageError(f"{source}: not UTF-8 text (byte {e.start})") from None

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..errors import SdguardError
 from ..label_containers import MalformedImage
-from ._common import EXIT_BLOCKED, EXIT_OK, UsageError, add_policy_args, policy_from_args, print_json
+from ._common import (EXIT_BLOCKED, EXIT_OK, UsageError, add_policy_args, policy_from_args, print_json,
+                      read_input)
 
 REQUIRE_CHOICES = ("any", "label", "watermark", "c2pa")
 
@@ -198,7 +199,7 @@ def _print_report(path: str, r: dict) -> None:
 
 def _read(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return read_input(path)
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
 

@@ -197,3 +197,23 @@ def test_json_output_never_contains_nan(capsys):
 
     print_json({"mean": float("nan"), "x": [1.0, float("inf")], "ok": 0.5})
     assert json.loads(capsys.readouterr().out) == {"mean": None, "x": [1.0, None], "ok": 0.5}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
+@pytest.mark.parametrize("argv", [["check-prompt", "--input", "{src}"], ["check-image", "{src}"],
+                                  ["inspect", "{src}", "--no-legacy"], ["eval-prompts", "{src}"],
+                                  ["label", "{src}", "{out}"], ["scan-models", "{src}"]])
+@pytest.mark.parametrize("kind", ["fifo", "endless"])
+def test_inputs_that_are_not_regular_files_exit_2_instead_of_hanging(capsys, tmp_path, lexical_file, argv, kind):
+    import os
+
+    src = tmp_path / "in.png"
+    if kind == "fifo":
+        os.mkfifo(src)  # opening it for reading would wait for a writer forever
+    else:
+        src.symlink_to("/dev/zero")  # reading it would never end
+    out = tmp_path / "out.png"
+    assert main([a.format(src=src, out=out) for a in argv]) == 2
+    captured = capsys.readouterr()
+    assert "not a regular file" in captured.err + captured.out
+    assert not out.exists()

@@ -9,7 +9,6 @@ torch = pytest.importorskip("torch")
 from sdguard import Action, load_policy  # noqa: E402
 from sdguard.errors import PolicyError  # noqa: E402
 from sdguard.image_guard import check_images  # noqa: E402
-from sdguard.monitor import LoopMonitor  # noqa: E402
 from sdguard.preview_check import check_latent  # noqa: E402
 from sdguard.verdict import GUARD_UNAVAILABLE  # noqa: E402
 
