@@ -30,6 +30,8 @@ from .verdict import Verdict
 GENESIS = "0" * 64
 _TAIL_READ = 1 << 16  # read backwards in 64 KiB steps to find the last record
 _RECORD_START = b'{"seq":'  # how every record line begins (`record` writes "seq" first)
+_RECORD_KEYS = {"seq", "prev", "time", "stage", "host", "verdict", "hash"}
+_VERDICT_KEYS = {"action", "reasons"}
 
 
 def default_audit_path() -> Path:
@@ -132,10 +134,15 @@ class AuditLog:
                 if not raw.endswith(b"\n"):
                     return
                 try:
-                    yield json.loads(raw)
+                    rec = json.loads(raw)
                 except ValueError:
-                    raise SdguardError(f"{self.path}:{lineno}: not a JSON record; run "
-                                       f"`sdguard audit verify --path {self.path}`") from None
+                    rec = None
+                # What readers rely on; anything else (a hand edit, another program's JSON) is damage.
+                if not (isinstance(rec, dict) and _RECORD_KEYS <= rec.keys()
+                        and isinstance(rec["verdict"], dict) and _VERDICT_KEYS <= rec["verdict"].keys()):
+                    raise SdguardError(f"{self.path}:{lineno}: not an audit record; run "
+                                       f"`sdguard audit verify --path {self.path}`")
+                yield rec
 
     def tail(self, n: int = 10) -> list[dict[str, Any]]:
         """The last `n` complete records."""

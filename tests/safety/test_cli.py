@@ -164,9 +164,21 @@ def test_damaged_audit_trail_is_a_clear_error_not_a_traceback(capsys, tmp_path, 
     status, out, err = run(capsys, "check-prompt", "a dog", "--policy", lexical_file, "--audit", str(log))
     assert status == 2 and "damaged" in err
     status, out, err = run(capsys, "audit", "tail", "--path", str(log))
-    assert status == 2 and "not a JSON record" in err
+    assert status == 2 and "audit.jsonl:2: not an audit record" in err
     status, out, _ = run(capsys, "audit", "verify", "--path", str(log))
     assert status == 3 and "line 2" in out
+
+
+@pytest.mark.parametrize("line", ['[1, 2]', '{"seq": 2, "x": 1}', '"text"', '{"seq": 2, "prev": "", "time": "", '
+                                  '"stage": "prompt", "host": "cli", "hash": "", "verdict": []}'])
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_audit_tail_names_a_line_that_is_json_but_no_record(capsys, tmp_path, lexical_file, line, json_mode):
+    log = tmp_path / "audit.jsonl"
+    run(capsys, "check-prompt", "a cat", "--policy", lexical_file, "--audit", str(log))
+    with open(log, "a") as f:
+        f.write(line + "\n")
+    status, out, err = run(capsys, "audit", "tail", "--path", str(log), *(["--json"] if json_mode else []))
+    assert (status, out) == (2, "") and "audit.jsonl:2: not an audit record" in err
 
 
 def test_audit_of_a_missing_file_does_not_verify(capsys, tmp_path):
