@@ -201,6 +201,8 @@ def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
     names: set[str] = set()
     for index in range(MAX_PICKLES_PER_STREAM):
         if data.at_end:
+            if index == 0:  # torch.load fails on it too: a file that cannot load is malformed, not clean
+                return names, "empty: no pickle in it"
             break
         try:
             names |= _globals_of_one(data)

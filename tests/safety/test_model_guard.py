@@ -139,6 +139,9 @@ def test_allow_pickle_passes_benign_and_still_blocks_dangerous(tmp_path: Path, c
     assert check(tmp_path / "benign.pt", policy).action is Action.ALLOW
     v = check(_evil_pickle(tmp_path / "evil.ckpt"), policy)
     assert v.blocked and v.codes == ("unsafe_code",) and v.details["pickle_dangerous"]
+    (tmp_path / "empty.ckpt").write_bytes(b"")  # nothing to load is not a clean checkpoint
+    v = check(tmp_path / "empty.ckpt", policy)
+    assert v.blocked and v.codes == ("malformed_input",) and "empty" in v.details["error"]
 
 
 def test_unknown_import_warns_when_pickles_are_allowed(tmp_path: Path, check) -> None:
