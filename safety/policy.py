@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import PolicyError
+from .image_backends import LOADERS
 from .verdict import Action
 
 if sys.version_info >= (3, 11):
@@ -37,6 +38,9 @@ DEFAULT_PROFILE = "public"
 PROTECTED = ("minor_sexual", "real_person_sexual", "blocked_hash", "unsafe_code")
 ACTIONS = tuple(a.value for a in Action)
 CATEGORY_KEYS = ("action", "stage_actions", "thresholds")
+STAGES = ("prompt", "model", "preview", "image")  # the `stage` of every Verdict
+# Policy keys that name image backends (a misspelt one would fail every image at run time).
+BACKEND_LISTS = (("image", "backends"), ("image", "required"), ("monitor", "backends"))
 _MAX_EXTENDS_DEPTH = 8
 
 
@@ -234,6 +238,11 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high for v in items):
             fail(f"{dotted} = {value!r}: {'each item ' if isinstance(value, list) else ''}must be a number "
                  f"from {low} to {high}", (table,), key)
+    for table, key in BACKEND_LISTS:
+        unknown = [name for name in data.get(table, {}).get(key, []) if name not in LOADERS]
+        if unknown:
+            fail(f"{table}.{key}: no image backend named {', '.join(map(repr, unknown))} "
+                 f"(backends: {', '.join(LOADERS)})", (table,), key)
 
     for category, rule in data.get("categories", {}).items():
         table = ("categories", category)
@@ -243,6 +252,10 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
             if key not in CATEGORY_KEYS:
                 fail(f"unknown key '{key}' in [categories.{category}] (allowed: {', '.join(CATEGORY_KEYS)})",
                      table, key)
+        for stage in rule.get("stage_actions", {}):
+            if stage not in STAGES:
+                fail(f"stage_actions.{stage} in [categories.{category}]: no stage '{stage}' "
+                     f"(stages: {', '.join(STAGES)})", (*table, "stage_actions"), stage)
         actions = {"action": rule.get("action")} if "action" in rule else {}
         actions.update({f"stage_actions.{s}": a for s, a in rule.get("stage_actions", {}).items()})
         for key, value in actions.items():

@@ -110,7 +110,12 @@ def test_an_optional_backend_that_fails_is_skipped_with_a_note(policy_file):
     assert "onnxruntime exploded" in v.details["skipped"]["opennsfw"]
 
 
-def test_an_unknown_required_backend_fails_closed(policy_file):
+def test_an_unknown_required_backend_fails_closed(policy_file, monkeypatch):
+    # Policy files naming unknown backends are refused at load (test_policy); a registry that
+    # differs at run time (a plugin gone) must still fail closed.
+    from sdguard.image_backends import LOADERS
+
+    monkeypatch.setattr("sdguard.policy.LOADERS", {**LOADERS, "nosuch": ".nowhere:load"})
     policy = policy_file('[image]\nbackends = ["nudenet", "nosuch"]\nrequired = ["nudenet", "age", "nosuch"]')
     v = check_image(marked_image(), policy, backends=fake_backends())
     assert v.blocked and "unknown image backend 'nosuch'" in v.message

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sdguard import Action, PolicyError, load_policy
-from sdguard.policy import PROFILES, PROTECTED
+from sdguard.policy import PROFILES, PROTECTED, STAGES
 
 
 def write(tmp_path, text, name="p.toml"):
@@ -19,7 +19,7 @@ def write(tmp_path, text, name="p.toml"):
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("category", PROTECTED)
-@pytest.mark.parametrize("stage", ["prompt", "model", "preview", "image"])
+@pytest.mark.parametrize("stage", STAGES)
 def test_protected_categories_block_in_every_profile(profile, category, stage):
     assert load_policy(profile).action_for(category, stage) is Action.BLOCK
 
@@ -89,6 +89,12 @@ def test_extends_loop_is_an_error(tmp_path):
     ('[monitor]\nschedule = ["a"]\n', 2, "each item must be a number"),
     ('[watermark]\nstrength = true\n', 2, "must be float"),
     ('[prompt]\nsemantic_max_tokens = 16\n[monitor]\nschedule = [0.0, 1.0]\n', None, None),
+    # Misspelt names would act later: an unknown backend fails every image, an unknown stage never applies.
+    ('[image]\nbackends = ["nudnet", "age"]\n', 2, "image.backends: no image backend named 'nudnet'"),
+    ('[image]\nrequired = ["nudenet", "Age"]\n', 2, "image.required: no image backend named 'Age'"),
+    ('[monitor]\nbackends = ["nsfw"]\n', 2, "monitor.backends: no image backend named 'nsfw'"),
+    ('[categories.violence.stage_actions]\nimages = "allow"\n', 2, "no stage 'images'"),
+    ('[categories.violence]\nstage_actions = { preview = "allow", image = "warn" }\n', None, None),
 ])
 def test_bad_files_name_the_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
@@ -160,3 +166,9 @@ def test_readme_shows_the_current_fingerprints():
     examples = Path(__file__).resolve().parents[2] / "examples" / "host-policy.toml"
     assert host and host.group(1) == load_policy(examples).fingerprint
     assert public and public.group(1) == load_policy("public").fingerprint
+
+
+def test_stages_are_the_stages_of_the_guards():
+    from sdguard import image_guard, model_guard, preview_check, prompt_guard
+
+    assert {m.STAGE for m in (prompt_guard, model_guard, preview_check, image_guard)} == set(STAGES)
