@@ -106,5 +106,14 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def report_error(path: str | os.PathLike[str], error: Exception, as_json: bool) -> None:
+    """One input that could not be read, in a run that goes on with the others (which then exits 2):
+    the message on stderr, and with --json an ``error`` object in its place in the output."""
+    message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    print(f"sdguard: error: {path}: {message}", file=sys.stderr)
+    if as_json:
+        print_json({"path": str(path), "error": message})
+
+
 def exit_status(verdicts: Iterable[Verdict]) -> int:
     return EXIT_BLOCKED if any(v.blocked for v in verdicts) else EXIT_OK

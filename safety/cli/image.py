@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from ..image_guard import check_images
 from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
-                      audit_from_args, find_files, policy_from_args, print_json, read_input)
+                      audit_from_args, find_files, policy_from_args, print_json, read_input,
+                      report_error)
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             frames = _decode(data)
         except (OSError, ValueError) as e:
             unreadable = True
-            _report_error(path, e, args.json)
+            report_error(path, e, args.json)
             continue
         verdicts = check_images(frames, policy)
         worst = max(range(len(verdicts)), key=lambda i: verdicts[i].action.severity)
@@ -138,9 +138,3 @@ def _report(path: Path, verdict: Verdict, written: Path | None, frame: int | Non
     print(f"{verdict.action.value.upper():7} {path}" + (f" -> {written}" if written else ""))
     for reason in verdict.to_dict()["reasons"]:
         print(f"  {reason}")
-
-
-def _report_error(path: Path, error: Exception, as_json: bool) -> None:
-    print(f"sdguard: error: {path}: {error}", file=sys.stderr)
-    if as_json:
-        print_json({"path": str(path), "error": str(error)})

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..errors import SdguardError
 from ..label_containers import MalformedImage
-from ._common import (EXIT_BLOCKED, EXIT_OK, UsageError, add_policy_args, policy_from_args, print_json,
-                      read_input)
+from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_policy_args, policy_from_args,
+                      print_json, read_input, report_error)
 
 REQUIRE_CHOICES = ("any", "label", "watermark", "c2pa")
 
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_policy_args(emb)
     emb.add_argument("--json", action="store_true", help="print JSON")
     emb.set_defaults(run=run_embed)
-    det = wm_sub.add_parser("detect", help="look for the watermark; exit 3 when any file has none")
+    det = wm_sub.add_parser("detect", help="look for the watermark; exit 3 when any file has none, 2 when any "
+                                                   "cannot be read (the others are still reported)")
     det.add_argument("paths", nargs="+", metavar="PATH")
     add_policy_args(det)
     det.add_argument("--json", action="store_true", help="print one JSON object per file")
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ins = sub.add_parser("inspect", help="show every provenance signal in image files",
                          description="Implicit label and its integrity, C2PA, sdguard watermark, legacy "
-                                     "SD watermarks, host metadata.")
+                                     "SD watermarks, host metadata. Exit 2 when any file cannot be read "
+                                     "(the others are still reported).")
     ins.add_argument("paths", nargs="+", metavar="PATH")
     ins.add_argument("--no-legacy", action="store_true", help="skip the legacy SD v1/SDXL watermark check (weak evidence)")
     ins.add_argument("--require", choices=REQUIRE_CHOICES,
@@ -94,14 +96,14 @@ def run_detect(args: argparse.Namespace) -> int:
     from ..watermark import detect
 
     key = policy_from_args(args).section("watermark")["key"]
-    images = []
-    for path in args.paths:  # read and decode everything first: bad input prints nothing
+    unreadable = missing = False
+    for path in args.paths:
         try:
-            images.append((path, decode(_read(path))[0]))
-        except MalformedImage as e:
-            raise UsageError(f"{path}: {e}") from None
-    missing = False
-    for path, rgb in images:
+            rgb = decode(read_input(path))[0]
+        except (OSError, MalformedImage) as e:
+            unreadable = True
+            report_error(path, e, args.json)
+            continue
         result = detect(rgb, key=key)
         missing |= not result.detected
         if args.json:
@@ -110,7 +112,7 @@ def run_detect(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: " + (f"marked, payload {result.payload} (confidence {result.confidence:.2f})"
                                  if result.detected else "not marked"))
-    return EXIT_BLOCKED if missing else EXIT_OK
+    return EXIT_USAGE if unreadable else EXIT_BLOCKED if missing else EXIT_OK
 
 
 def run_label(args: argparse.Namespace) -> int:
@@ -139,20 +141,20 @@ def run_label(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     from ..inspect import inspect_bytes
 
-    reports = []
+    unreadable = missing = False
     for path in args.paths:
         try:
-            reports.append((path, inspect_bytes(_read(path), legacy=not args.no_legacy)))
-        except (MalformedImage, SdguardError) as e:
-            raise UsageError(f"{path}: {e}") from None
-    missing = False
-    for path, report in reports:
+            report = inspect_bytes(read_input(path), legacy=not args.no_legacy)
+        except (OSError, MalformedImage, SdguardError) as e:
+            unreadable = True
+            report_error(path, e, args.json)
+            continue
         missing |= args.require is not None and not _has(report, args.require)
         if args.json:
             print_json({"path": path, **report})
         else:
             _print_report(path, report)
-    return EXIT_BLOCKED if missing else EXIT_OK
+    return EXIT_USAGE if unreadable else EXIT_BLOCKED if missing else EXIT_OK
 
 
 def _has(report: dict, signal: str) -> bool:

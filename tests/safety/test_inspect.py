@@ -132,6 +132,18 @@ def test_cli_malformed_input_exits_2_and_writes_nothing(tmp_path, plain_png, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png", "plain.png"]
 
 
+@pytest.mark.parametrize("command", [["watermark", "detect"], ["inspect", "--no-legacy"]])
+def test_cli_batch_reports_every_readable_file_and_exits_2_for_the_unreadable(tmp_path, plain_png, capsys,
+                                                                            command):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(plain_png.read_bytes()[:300])
+    code, stdout, stderr = run(capsys, *command, str(bad), str(plain_png), str(tmp_path / "gone.png"), "--json")
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert code == 2 and [r["path"] for r in rows] == [str(bad), str(plain_png), str(tmp_path / "gone.png")]
+    assert "error" in rows[0] and "error" not in rows[1] and rows[2]["error"] == "No such file or directory"
+    assert f"{bad}:" in stderr and "gone.png: No such file or directory" in stderr
+
+
 @pytest.mark.parametrize("identity", ["missing", "empty", "file"])
 def test_cli_label_with_an_unusable_c2pa_identity_exits_2_and_writes_nothing(tmp_path, plain_png, capsys,
                                                                                identity):
