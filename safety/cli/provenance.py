@@ -13,11 +13,12 @@ import tempfile
 from pathlib import Path
 
 from ..errors import SdguardError
-from ..label_containers import MalformedImage
+from ..label_containers import MalformedImage, sniff
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_policy_args, policy_from_args,
                       print_json, read_input, report_error)
 
 REQUIRE_CHOICES = ("any", "label", "watermark", "c2pa")
+SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,10 +78,11 @@ def run_embed(args: argparse.Namespace) -> int:
     mark = policy_from_args(args).section("watermark")
     data = _read(args.input)
     try:
-        from ..label_containers import sniff
+        fmt = sniff(data)
+        _check_suffix(args.output, fmt)
         rgb, alpha = decode(data)
         marked = embed(rgb, payload, key=mark["key"], strength=mark["strength"], ssim_target=mark["ssim_target"])
-        out = reencode(data, sniff(data), marked, alpha)
+        out = reencode(data, fmt, marked, alpha)
     except (MalformedImage, ValueError) as e:
         raise UsageError(f"{args.input}: {e}") from None
     _write_atomic(args.output, out)
@@ -125,6 +127,7 @@ def run_label(args: argparse.Namespace) -> int:
     options = options_from_policy(policy, **overrides)
     data = _read(args.input)
     try:
+        _check_suffix(args.output, sniff(data))
         out = apply(data, options)
     except (MalformedImage, ValueError) as e:
         raise UsageError(f"{args.input}: {e}") from None
@@ -197,6 +200,15 @@ def _print_report(path: str, r: dict) -> None:
     if r["host_metadata"]:
         print("  host metadata: " + ", ".join(f"{k} ({n} chars)" for k, n in r["host_metadata"].items()))
     print(f"  evidence: {', '.join(r['evidence']) or 'none (absence proves nothing)'}")
+
+
+def _check_suffix(output: str, fmt: str) -> None:
+    """The output keeps the input's format (re-encoding would cost quality and metadata), so a name
+    promising another format is refused rather than written as a misnamed file."""
+    named = SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    if named is not None and named != fmt:
+        wanted = ", ".join(sorted(s for s, f in SUFFIX_FORMATS.items() if f == fmt))
+        raise UsageError(f"{output}: the output keeps the input's format ({fmt}); name it {wanted}")
 
 
 def _read(path: str) -> bytes:

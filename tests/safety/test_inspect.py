@@ -144,6 +144,14 @@ def test_cli_batch_reports_every_readable_file_and_exits_2_for_the_unreadable(tm
     assert f"{bad}:" in stderr and "gone.png: No such file or directory" in stderr
 
 
+@pytest.mark.parametrize("command", [["label"], ["watermark", "embed"]])
+def test_cli_output_named_for_another_format_exits_2_and_writes_nothing(tmp_path, plain_png, capsys, command):
+    code, stdout, stderr = run(capsys, *command, str(plain_png), str(tmp_path / "out.jpg"))
+    assert (code, stdout) == (2, "") and "out.jpg: the output keeps the input's format (png); name it .png" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.png"]
+    assert run(capsys, *command, str(plain_png), str(tmp_path / "out.PNG"))[0] == 0  # case does not matter
+
+
 @pytest.mark.parametrize("identity", ["missing", "empty", "file"])
 def test_cli_label_with_an_unusable_c2pa_identity_exits_2_and_writes_nothing(tmp_path, plain_png, capsys,
                                                                                identity):
