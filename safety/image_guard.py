@@ -21,7 +21,7 @@ from .errors import GuardUnavailable
 from .image_tiles import detect_tiled, merge_faces, tile_grid
 from .image_types import Detection, Face, ImageBackend, Region
 from .policy import Policy, load_policy
-from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, unavailable
+from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, is_finite_number, unavailable
 
 logger = logging.getLogger("sdguard.image")
 
@@ -119,7 +119,7 @@ def _check_one(image: Any, policy: Policy, stage: str, backends: Mapping[str, Im
     order = sorted(backends.items(), key=lambda item: bool(getattr(item[1], "needs_faces", False)))
     for name, backend in order:
         try:
-            detections.append(_run(backend, pixels, tiles, detections, settings))
+            detections.append(_judgeable(_run(backend, pixels, tiles, detections, settings)))
         except Exception as e:  # any failure of a detector means this image was not checked
             error = f"{type(e).__name__}: {e}"
             if name in required:
@@ -147,6 +147,17 @@ def _run(backend: ImageBackend, pixels: Any, tiles: Sequence[Any], earlier: Sequ
     if tiles and getattr(backend, "tileable", False):
         return detect_tiled(backend, pixels, tiles)
     return backend.detect([pixels])[0]
+
+
+def _judgeable(detection: Detection) -> Detection:
+    """A detection whose every score (and face age) is a finite number; else it raises, and the
+    backend counts as failed (an fp16 overflow gives NaN, which no threshold would ever catch)."""
+    numbers = [*detection.scores.values(), *(r.score for r in detection.regions),
+               *(f.age for f in detection.faces if f.age is not None)]
+    bad = [v for v in numbers if not is_finite_number(v)]
+    if bad:
+        raise ValueError(f"it returned {bad[0]!r} where a finite score belongs")
+    return detection
 
 
 def _findings(detections: Sequence[Detection], policy: Policy) -> tuple[list[Finding], list[Region]]:

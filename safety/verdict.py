@@ -10,6 +10,8 @@ what action each category gets at this stage. Hosts act on `Verdict.action` and 
 from __future__ import annotations
 
 import enum
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -253,6 +255,10 @@ def decide(stage: str, findings: Iterable[Finding], policy: Policy,
         <Action.ALLOW: 'allow'>
     """
     findings = list(findings)
+    for f in findings:  # NaN compares false with every threshold: it would pass as clean
+        if not is_finite_number(f.score):
+            return unavailable(stage, policy, f"the {f.source} score for {f.category}",
+                               f"{f.score!r} is not a finite number", details)
     findings += _combinations(findings, policy)
     categories: dict[str, float] = {}
     fired: dict[str, list[Finding]] = {}
@@ -273,6 +279,11 @@ def decide(stage: str, findings: Iterable[Finding], policy: Policy,
     action = max((r.action for r in reasons), default=Action.ALLOW)
     return Verdict(stage, action, categories, tuple(reasons), policy.fingerprint, policy.name,
                    dict(details or {}))
+
+
+def is_finite_number(value: Any) -> bool:
+    """A real, finite number (Python or numpy), not a bool: what a detector's score must be."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def unavailable(stage: str, policy: Policy, what: str, error: BaseException | str,

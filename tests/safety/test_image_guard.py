@@ -110,6 +110,17 @@ def test_an_optional_backend_that_fails_is_skipped_with_a_note(policy_file):
     assert "onnxruntime exploded" in v.details["skipped"]["opennsfw"]
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "0.9"])
+def test_a_backend_score_that_is_not_a_finite_number_fails_that_backend(policy_file, bad):
+    # NaN compares false with every threshold: taken as a score, it would pass the image.
+    nan_sexual = FakeDetector("opennsfw", lambda im: Detection("opennsfw", {"sexual": bad}))
+    v = check_image(marked_image(age=35), load_policy("public"), backends=fake_backends(opennsfw=nan_sexual))
+    assert v.blocked and v.codes == (GUARD_UNAVAILABLE,) and "image backend 'opennsfw'" in v.message
+    optional = policy_file('[image]\nrequired = ["nudenet", "age"]')
+    v = check_image(marked_image(age=35, nude=True), optional, backends=fake_backends(opennsfw=nan_sexual))
+    assert v.action is Action.CENSOR and "finite score" in v.details["skipped"]["opennsfw"]
+
+
 def test_an_unknown_required_backend_fails_closed(policy_file, monkeypatch):
     # Policy files naming unknown backends are refused at load (test_policy); a registry that
     # differs at run time (a plugin gone) must still fail closed.

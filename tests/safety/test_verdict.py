@@ -113,3 +113,11 @@ def test_a_middling_semantic_score_is_not_a_minor_sexual_cue(profile):
     assert "minor_sexual" not in v.codes
     strong = Finding("sexual", 0.9, "semantic", policy.threshold("sexual", "semantic"), model="head")
     assert "minor_sexual" in decide("prompt", [lex("minor", "12 year old"), strong], policy).codes
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("-inf"), None, True])
+def test_decide_blocks_a_score_that_is_not_a_finite_number(score):
+    policy = load_policy("adult")
+    findings = [Finding("minor", 0.9, "age", 0.5), Finding("sexual", score, "nudenet", 0.5)]
+    v = decide("image", findings, policy)
+    assert v.blocked and v.codes == ("guard_unavailable",) and "the nudenet score for sexual" in v.message
