@@ -329,6 +329,10 @@ def preview_images(decoder: PreviewDecoder, x0: torch.Tensor, *, size: int = 0, 
 
     Returns:
         `list[list[numpy.ndarray]]`: ``B`` lists of 1 (image) or up to `max_frames` (video) images.
+
+    Raises:
+        `ValueError`: the decoder returned another number of images than it was given latents, or
+            NaN / infinite values.
     """
     frames, per_item = frame_batch(x0.detach(), max_frames)
     frames = torch.nan_to_num(frames.float())
@@ -336,7 +340,14 @@ def preview_images(decoder: PreviewDecoder, x0: torch.Tensor, *, size: int = 0, 
         frames = _shrink(frames, math.ceil(size / decoder.upscale))
     out: list[Any] = []
     for start in range(0, frames.shape[0], MAX_DECODE_BATCH):
-        rgb = decoder.decode(frames[start:start + MAX_DECODE_BATCH])
+        chunk = frames[start:start + MAX_DECODE_BATCH]
+        rgb = decoder.decode(chunk)
+        # A host VAE is a callable we do not control: too few images would leave items unjudged,
+        # and NaN (fp16 overflow) would become a black, "clean" preview.
+        if rgb.shape[0] != chunk.shape[0]:
+            raise ValueError(f"the decoder returned {rgb.shape[0]} images for {chunk.shape[0]} latents")
+        if not bool(rgb.isfinite().all()):
+            raise ValueError("the decoder returned NaN or infinite values")
         out.extend(_to_uint8(_resize(rgb, size)))
     return [out[i:i + per_item] for i in range(0, len(out), per_item)]
 

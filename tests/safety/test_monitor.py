@@ -317,6 +317,21 @@ def test_decoder_failure_blocks(tmp_path):
         monitor.on_step(5, 20, latent(CLEAN))
 
 
+@pytest.mark.parametrize("fault, message", [
+    (lambda rgb: rgb[:1], "returned 1 images for 2 latents"),       # item 1 would go unjudged
+    (lambda rgb: rgb[:0], "returned 0 images for 2 latents"),
+    (lambda rgb: rgb * float("nan"), "NaN or infinite"),            # would become a black preview
+])
+def test_a_decoder_returning_the_wrong_count_or_nan_blocks(tmp_path, fault, message):
+    class Faulty(BrightDecoder):
+        def decode(self, x0):
+            return fault(super().decode(x0))
+
+    monitor = monitor_for(make_policy(tmp_path, "block"), decoder=Faulty())
+    with pytest.raises(Blocked, match=message):
+        monitor.on_step(19, 20, latent(CLEAN, 1.0))
+
+
 def test_non_finite_x0_blocks(tmp_path):
     x0 = latent(CLEAN)
     x0[0, 1, 2, 3] = float("nan")
