@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SdguardError
+from .prompt_normalize import replace_lone_surrogates
 from .verdict import Verdict
 
 GENESIS = "0" * 64
@@ -50,7 +53,7 @@ def default_audit_path() -> Path:
 def hash_input(data: bytes | str) -> str:
     """SHA-256 hex of an input (prompt text, image bytes, file bytes), the only trace kept of it."""
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = data.encode("utf-8", "surrogatepass")  # a lone surrogate still hashes, never raises
     return hashlib.sha256(data).hexdigest()
 
 
@@ -115,6 +118,7 @@ class AuditLog:
             body["text"] = text
         if extra:
             body["extra"] = dict(extra)
+        body = _json_safe(body)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked() as fd:
             prev, seq = self._repair_and_last(fd)
@@ -226,6 +230,26 @@ def _after_last_newline(fd: int, limit: int) -> int:
             return start + i + 1
         pos = start
     return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` as JSON can hold it, so that what callers pass (a host's run info: paths, numpy
+    numbers) never stops a record from being written: NaN and infinities become null, lone
+    surrogates U+FFFD, other objects their number or text."""
+    if isinstance(value, str):
+        return replace_lone_surrogates(value)
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, Mapping):
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return _json_safe(str(value))
 
 
 def _record_hash(body: Mapping[str, Any]) -> str:

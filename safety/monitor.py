@@ -321,9 +321,11 @@ class LoopMonitor:
                 self.reset()
                 raise
         summary = self.summary()
-        if self.audit is not None and state.blocked is None and state.worst is not None:
-            self._record(state.worst, state.worst_hash)
-        self.reset()
+        try:
+            if self.audit is not None and state.blocked is None and state.worst is not None:
+                self._record(state.worst, state.worst_hash)
+        finally:  # a trail that cannot be written must not leave this run's state behind
+            self.reset()
         return summary
 
     def summary(self) -> MonitorSummary:
@@ -403,7 +405,10 @@ class LoopMonitor:
             state.blocked = combined
             logger.info("blocked at step %d of %d: %s", step, total, combined.message)
             if self.audit is not None:
-                self._record(combined, latent_hash)
+                try:
+                    self._record(combined, latent_hash)
+                except Exception:  # noqa: BLE001 - the block stands even when its record cannot be written
+                    logger.exception("the audit record of this block could not be written")
             raise Blocked(combined)
         for i, v in enumerate(verdicts):
             if v.action is Action.CENSOR and checked.previews:

@@ -36,6 +36,21 @@ def test_records_chain_and_verify(tmp_path):
     assert "text" not in recs[1]
 
 
+def test_extra_fields_and_text_are_written_as_valid_json(tmp_path):
+    import numpy as np
+    from pathlib import PurePosixPath
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    log.record(verdict(), input_hash=hash_input("a \ud800"), text="a \ud800",
+               extra={"path": PurePosixPath("/x"), "n": np.int64(3), "f": np.float32(0.5),
+                      "bad": float("inf"), "t": (1, 2), 4: "key"})
+    line = (tmp_path / "a.jsonl").read_text("utf-8")
+    record = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert record["text"] == "a \ufffd"
+    assert record["extra"] == {"path": "/x", "n": 3, "f": 0.5, "bad": None, "t": [1, 2], "4": "key"}
+    assert log.verify().ok
+
+
 def test_editing_a_record_is_detected(tmp_path):
     path = tmp_path / "a.jsonl"
     log = AuditLog(path)

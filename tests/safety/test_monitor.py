@@ -367,6 +367,26 @@ def test_block_is_audited_with_the_latent_hash(tmp_path):
     assert record["verdict"]["action"] == "block" and record["verdict"]["steps_saved"] == 14
 
 
+def test_host_run_info_that_is_not_json_is_still_audited(tmp_path):
+    from pathlib import Path
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    monitor = monitor_for(make_policy(tmp_path, "block"), audit=log)
+    monitor.start({"seed": np.int64(7), "model": Path("/m/x.safetensors"), "cfg": float("nan")})
+    with pytest.raises(Blocked):
+        run(monitor, 20, latent(FLAG))
+    record = list(log.records())[0]
+    assert record["extra"]["run"] == {"seed": 7, "model": "/m/x.safetensors", "cfg": None} and log.verify().ok
+
+
+def test_a_block_stands_when_its_audit_record_cannot_be_written(tmp_path, caplog):
+    (tmp_path / "trail").mkdir()  # a folder where the trail file should be
+    monitor = monitor_for(make_policy(tmp_path, "block"), audit=AuditLog(tmp_path / "trail"))
+    with pytest.raises(Blocked):
+        run(monitor, 20, latent(FLAG))
+    assert "audit record of this block could not be written" in caplog.text
+
+
 def test_finish_audits_the_worst_check_once(tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl")
     monitor = monitor_for(make_policy(tmp_path, "censor"), audit=log)
