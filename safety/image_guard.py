@@ -206,7 +206,7 @@ def as_rgb(image: Any) -> Any:
     import numpy as np
 
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = image.convert("RGB")
+        image = _pil_pixels(image)
     try:
         array = np.asarray(image)
     except Exception as e:
@@ -232,6 +232,27 @@ def as_rgb(image: Any) -> Any:
             raise ValueError(f"integer image pixels must be within 0..255, got {array.dtype}")
         array = array.astype(np.uint8)
     return np.ascontiguousarray(array)
+
+
+def _pil_pixels(image: Any) -> Any:
+    """A PIL image's pixels as uint8. Modes wider than 8 bits are scaled here, because
+    ``convert("RGB")`` clips them at 255: a 16-bit greyscale image turned almost white and a
+    float one black, so neither was judged as it looks."""
+    import numpy as np
+
+    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+        return np.asarray(image.convert("RGB"))
+    values = np.asarray(image, dtype=np.float64)
+    if values.size and not np.isfinite(values).all():
+        raise ValueError(f"mode {image.mode} image has NaN or infinite pixels")
+    top = values.max() if values.size else 0.0
+    if image.mode == "F" and top <= 1.0:
+        scale = 255.0                       # floats in 0..1
+    elif image.mode.startswith("I;16") or top > 255:
+        scale = 255.0 / 65535.0             # 16-bit samples (older Pillow opens 16-bit PNG as "I")
+    else:
+        scale = 1.0
+    return np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
 
 
 def malformed(stage: str, policy: Policy, error: str) -> Verdict:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..audit import hash_input
 from ..censor import censor_image
-from ..image_guard import check_images
+from ..image_guard import as_rgb, check_images
 from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
@@ -86,13 +86,11 @@ def _decode(data: bytes) -> list[Any]:
     """
     import io
 
-    import numpy as np
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as picture:
-            frames = [np.asarray(ImageOps.exif_transpose(frame.convert("RGB")))
-                      for frame in ImageSequence.Iterator(picture)]
+            frames = [as_rgb(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(picture)]
     except UnidentifiedImageError:
         raise ValueError("not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:

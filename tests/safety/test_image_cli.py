@@ -123,3 +123,13 @@ def test_audit_records_each_image_by_hash(capsys, album, tmp_path):
     assert status == 3 and len(records) == 2
     assert records[1]["input_sha256"] == hash_input((album / "sub" / "minor.png").read_bytes())
     assert records[1]["verdict"]["action"] == "block" and records[1]["extra"]["path"].endswith("minor.png")
+
+
+def test_a_16_bit_png_is_judged_as_it_looks(capsys, tmp_path, fakes):
+    seen = []
+    nudenet = fakes["nudenet"]
+    fakes["nudenet"] = FakeDetector("nudenet", lambda image: seen.append(image.mean()) or nudenet.rule(image))
+    ramp = np.linspace(0, 65535, 128 * 128).reshape(128, 128).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    status, _, _ = run(capsys, tmp_path / "grey16.png")
+    assert status == 0 and len(seen) == 1 and abs(seen[0] - 127.5) < 1  # not clipped to white

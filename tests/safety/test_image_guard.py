@@ -170,6 +170,23 @@ def test_as_rgb_converts_common_layouts():
     assert as_rgb(np.full((2, 2, 3), 1.0, np.float32))[0, 0, 0] == 255
 
 
+def test_as_rgb_scales_pil_images_wider_than_8_bits():
+    # convert("RGB") clips these at 255: 16-bit grey came out almost white, float grey black.
+    from PIL import Image
+
+    ramp16 = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    for image in (Image.fromarray(ramp16), Image.fromarray(ramp16.astype(np.int32))):  # I;16 and I
+        assert image.mode in ("I;16", "I")
+        pixels = as_rgb(image)
+        assert pixels.shape == (64, 64, 3) and pixels[0, 0, 0] == 0 and pixels[-1, -1, 0] == 255
+        assert abs(pixels.mean() - 127.5) < 1
+    assert as_rgb(Image.fromarray(np.full((4, 4), 0.5, np.float32)))[0, 0, 0] == 128
+    assert as_rgb(Image.fromarray(np.full((4, 4), 200, np.int32)))[0, 0, 0] == 200  # 8-bit values in I
+    v = check_image(Image.fromarray(np.full((4, 4), np.nan, np.float32)), load_policy("public"),
+                    backends=fake_backends())
+    assert v.blocked and v.codes == (MALFORMED_INPUT,)
+
+
 def test_tile_grid_covers_the_image_with_overlap():
     assert tile_grid(512, 512, TILES) == []
     assert tile_grid(2048, 2048, dict(TILES, tile_min_side=0)) == []
