@@ -130,6 +130,10 @@ def _check_one(image: Any, policy: Policy, stage: str, backends: Mapping[str, Im
     details: dict[str, Any] = {"size": [width, height], "tiles": len(tiles)}
     if skipped:
         details["skipped"] = skipped
+    if not detections:  # nothing named, or every optional backend failed: the image was not checked
+        return unavailable(stage, policy, "the image check", "no image backend ran"
+                           + (f" ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})" if skipped else ""),
+                           details)
     findings, regions = _findings(detections, policy)
     details["regions"] = [r.to_dict() for r in regions]
     details["faces"] = [f.to_dict() for f in _final_faces(detections)]

@@ -121,6 +121,15 @@ def test_a_backend_score_that_is_not_a_finite_number_fails_that_backend(policy_f
     assert v.action is Action.CENSOR and "finite score" in v.details["skipped"]["opennsfw"]
 
 
+@pytest.mark.parametrize("only", [[], ["nosuch"], ["opennsfw"]])
+def test_an_image_no_backend_judged_is_blocked(policy_file, only):
+    # Nothing named, an unknown name, or an optional backend that fails: nothing looked at the image.
+    policy = policy_file('[image]\nrequired = ["nudenet", "age"]')
+    backends = fake_backends(opennsfw=FakeDetector("opennsfw", fail=True))
+    [v] = check_images([marked_image(age=35)], policy, backends=backends, only=only)
+    assert v.blocked and v.codes == (GUARD_UNAVAILABLE,) and "no image backend ran" in v.message
+
+
 def test_an_unknown_required_backend_fails_closed(policy_file, monkeypatch):
     # Policy files naming unknown backends are refused at load (test_policy); a registry that
     # differs at run time (a plugin gone) must still fail closed.
