@@ -423,13 +423,13 @@ class LoopMonitor:
 
     def _new_pass(self, why: str) -> None:
         """A new sampler pass in the same run: the last pass's checks are applied first (may raise
-        `Blocked`); then a new schedule. The run's verdicts and counts stay."""
+        `Blocked`); then a new schedule. The run's verdicts, counts and censored previews stay (a
+        hires-fix pass starts from the image just censored: its first steps show the same content)."""
         logger.debug("new sampler pass: %s", why)
         state = self._state
         self._end_pass()
         state.meta = state.total = state.last_step = state.last_result = None
         state.pending = []
-        state.censored = {}
 
     def _end_pass(self) -> None:
         """Apply every outstanding check; then, with ``check_final``, check the pass's last x0 if

@@ -269,6 +269,14 @@ def test_only_the_flagged_item_is_censored(tmp_path):
     assert not later.checked and later.previews[1] is censored and later.hidden
 
 
+def test_censored_previews_stay_hidden_into_a_hires_fix_pass(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "censor"))
+    assert run(monitor, 10, latent(FLAG))[-1].hidden
+    second = run(monitor, 8, latent(FLAG, size=16), steps=range(3))  # upscaled latent, new total
+    assert monitor.summary().passes == 2
+    assert all(r.hidden for r in second)   # its first steps show the content just censored
+
+
 def test_censor_keeps_the_preview_hidden_after_a_clean_check(tmp_path):
     monitor = monitor_for(make_policy(tmp_path, "censor"))
     run(monitor, 20, latent(FLAG), steps=range(6))
