@@ -9,6 +9,7 @@ produce findings; `decide()` applies the policy once over all of them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from . import prompt_lexical
 from .errors import GuardUnavailable
@@ -26,6 +27,7 @@ def check_prompt(prompt: str, negative: str = "", policy: Policy | None = None, 
     Args:
         prompt (`str`): the positive prompt, host syntax included (weights, LoRA tags, wildcards).
         negative (`str`, *optional*): the negative prompt; adult words there are a minor cue.
+            ``None`` reads as no negative prompt.
         policy (`Policy`, *optional*, defaults to the ``public`` profile).
         lexicon (`Lexicon`, *optional*): term lists; defaults to the bundled ones plus the host
             lists the policy names in ``[lists]``.
@@ -35,6 +37,7 @@ def check_prompt(prompt: str, negative: str = "", policy: Policy | None = None, 
 
     Raises:
         `GuardUnavailable`: the policy requires the semantic classifier and it cannot load.
+        `TypeError`: a prompt that is not text (the message names which).
 
     Example:
         >>> check_prompt("a child flying a kite").action
@@ -46,9 +49,9 @@ def check_prompt(prompt: str, negative: str = "", policy: Policy | None = None, 
 def check_prompts(items: Sequence[tuple[str, str]], policy: Policy | None = None, *,
                   lexicon: prompt_lexical.Lexicon | None = None) -> list[Verdict]:
     """Check many (prompt, negative) pairs; the semantic classifier encodes them in batches."""
+    items = [_text_pair(item, n) for n, item in enumerate(_pairs(items))]
     policy = policy or load_policy()
     lexicon = lexicon or prompt_lexical.Lexicon.for_policy(policy)
-    items = [(replace_lone_surrogates(p), replace_lone_surrogates(n)) for p, n in items]
     findings: list[list[Finding]] = [lexicon.prompt_findings(p, n, policy) for p, n in items]
     skipped: dict[str, str] = {}
     mode = policy.section(STAGE)["semantic"]
@@ -66,3 +69,24 @@ def check_prompts(items: Sequence[tuple[str, str]], policy: Policy | None = None
                 found.extend(extra)
     details = {"skipped": skipped} if skipped else None
     return [decide(STAGE, found, policy, details) for found in findings]
+
+
+def _pairs(items: Any) -> Sequence[Any]:
+    if isinstance(items, (str, bytes)):  # a lone prompt would be read one character at a time
+        raise TypeError("check_prompts takes a list of (prompt, negative) pairs; for one prompt use check_prompt")
+    return list(items)
+
+
+def _text_pair(item: Any, index: int) -> tuple[str, str]:
+    """One (prompt, negative) pair as clean text: a None negative is empty, lone surrogates are
+    U+FFFD; anything else that is not text is refused with its place named."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        raise TypeError(f"item {index}: expected a (prompt, negative) pair, got {type(item).__name__}")
+    prompt, negative = item
+    if negative is None:
+        negative = ""
+    for name, value in (("prompt", prompt), ("negative", negative)):
+        if not isinstance(value, str):
+            hint = " (pass the policy as policy=...)" if isinstance(value, Policy) else ""
+            raise TypeError(f"item {index}: {name} must be str, got {type(value).__name__}{hint}")
+    return replace_lone_surrogates(prompt), replace_lone_surrogates(negative)

@@ -535,3 +535,26 @@ def test_host_lists_named_by_the_policy_are_used_for_prompts_and_models(tmp_path
     missing.write_text('[prompt]\nsemantic = "off"\n[lists]\nreal_persons = "nope.txt"\n', encoding="utf-8")
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         check_prompt("a cat", policy=load_policy(missing))
+
+
+@pytest.mark.parametrize("args, message", [
+    ((None,), "item 0: prompt must be str, got NoneType"),
+    ((b"nude",), "prompt must be str, got bytes"),
+    (("a cat", 5), "negative must be str, got int"),
+])
+def test_prompts_that_are_not_text_are_refused_by_name(lexical_policy, args, message):
+    with pytest.raises(TypeError, match=message):
+        check_prompt(*args, policy=lexical_policy("public"))
+
+
+def test_policy_passed_in_the_negative_slot_says_so_and_none_negative_is_empty(lexical_policy):
+    from sdguard.prompt_guard import check_prompts
+
+    policy = lexical_policy("public")
+    with pytest.raises(TypeError, match=r"pass the policy as policy="):
+        check_prompt("a cat", policy)
+    assert check_prompt("nude", None, policy=policy).blocked
+    with pytest.raises(TypeError, match="list of \\(prompt, negative\\) pairs"):
+        check_prompts("a cat", policy)  # would be read one character at a time
+    with pytest.raises(TypeError, match="item 1: expected a \\(prompt, negative\\) pair"):
+        check_prompts([("a", ""), ("b",)], policy)
