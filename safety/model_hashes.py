@@ -34,7 +34,7 @@ READ_BYTES = 4 << 20
 # Below this, a second thread costs more than it saves (small files, the last short read).
 _PARALLEL_MIN_BYTES = 1 << 20
 AUTOV2_DIGITS = 10
-CACHE_FILE = "model_hashes.sqlite"
+CACHE_FILE = "model_hashes-v2.sqlite"  # v2: keys hold the ctime (a v1 file is left unread)
 _SQLITE_TIMEOUT_S = 10.0
 
 
@@ -52,11 +52,14 @@ class FileHashes:
 
 @dataclass(frozen=True)
 class FileKey:
-    """What says a file is unchanged since it was hashed: path, size, mtime (ns) and inode."""
+    """What says a file is unchanged since it was hashed: path, size, mtime and ctime (ns), inode.
+    The ctime is there because no user call can set it: a file rewritten in place at the same size
+    with its mtime put back (`os.utime`) still changes it."""
 
     path: str
     size: int
     mtime_ns: int
+    ctime_ns: int
     inode: int
 
     @classmethod
@@ -73,7 +76,7 @@ class FileKey:
             raise IsADirectoryError(f"{path} is a folder; give a model file (the CLI walks folders)")
         if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        return cls(absolute, st.st_size, st.st_mtime_ns, st.st_ino)
+        return cls(absolute, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def same_hash(a: str, b: str) -> bool:
@@ -137,13 +140,13 @@ def default_cache_dir() -> Path:
 
 
 class HashCache:
-    """Hashes and screening results per file, in SQLite, valid while path, size, mtime and inode match.
+    """Hashes and screening results per file, in SQLite, valid while the file's `FileKey` matches.
 
     A cache that cannot be opened or written is skipped with a warning: it only saves time, and
     every answer it gives is re-derivable from the file.
 
     Args:
-        path (`str` or `Path`, *optional*): the database; defaults to ``default_cache_dir()/model_hashes.sqlite``.
+        path (`str` or `Path`, *optional*): the database; defaults to ``default_cache_dir()/CACHE_FILE``.
             ``":memory:"`` keeps it in memory (tests).
     """
 
@@ -160,9 +163,9 @@ class HashCache:
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(
                 "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
-                " inode INTEGER, sha256 TEXT, autov2 TEXT, autov3 TEXT);"
+                " ctime_ns INTEGER, inode INTEGER, sha256 TEXT, autov2 TEXT, autov3 TEXT);"
                 "CREATE TABLE IF NOT EXISTS verdicts (path TEXT, screen_key TEXT, size INTEGER,"
-                " mtime_ns INTEGER, inode INTEGER, verdict TEXT, PRIMARY KEY (path, screen_key));"
+                " mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, verdict TEXT, PRIMARY KEY (path, screen_key));"
             )
             self._db = db
         except (OSError, sqlite3.Error) as e:
@@ -170,17 +173,19 @@ class HashCache:
 
     def get_hashes(self, key: FileKey) -> FileHashes | None:
         row = self._query("SELECT sha256, autov2, autov3 FROM hashes WHERE path=? AND size=? AND mtime_ns=?"
-                          " AND inode=?", (key.path, key.size, key.mtime_ns, key.inode))
+                          " AND ctime_ns=? AND inode=?", (key.path, key.size, key.mtime_ns, key.ctime_ns, key.inode))
         return FileHashes(*row) if row else None
 
     def put_hashes(self, key: FileKey, hashes: FileHashes) -> None:
-        self._write("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key.path, key.size, key.mtime_ns, key.inode, hashes.sha256, hashes.autov2, hashes.autov3))
+        self._write("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key.path, key.size, key.mtime_ns, key.ctime_ns, key.inode, hashes.sha256, hashes.autov2,
+                     hashes.autov3))
 
     def get_verdict(self, key: FileKey, screen_key: str) -> dict[str, Any] | None:
         """A stored screening result for this exact file state and `screen_key` (policy, lists, code)."""
         row = self._query("SELECT verdict FROM verdicts WHERE path=? AND screen_key=? AND size=? AND mtime_ns=?"
-                          " AND inode=?", (key.path, screen_key, key.size, key.mtime_ns, key.inode))
+                          " AND ctime_ns=? AND inode=?",
+                          (key.path, screen_key, key.size, key.mtime_ns, key.ctime_ns, key.inode))
         if not row:
             return None
         try:
@@ -189,8 +194,8 @@ class HashCache:
             return None
 
     def put_verdict(self, key: FileKey, screen_key: str, verdict: dict[str, Any]) -> None:
-        self._write("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.path, screen_key, key.size, key.mtime_ns, key.inode,
+        self._write("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.path, screen_key, key.size, key.mtime_ns, key.ctime_ns, key.inode,
                      json.dumps(verdict, ensure_ascii=False, sort_keys=True)))
 
     def close(self) -> None:

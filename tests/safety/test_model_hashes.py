@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,20 @@ def test_cache_misses_when_a_file_is_replaced(tmp_path: Path) -> None:
     key = _key(path)
     assert (key.size, key.mtime_ns) == (stat.st_size, stat.st_mtime_ns) and key.inode != stat.st_ino
     assert cache.get_hashes(key) is None
+
+
+def test_cache_misses_when_a_file_is_rewritten_in_place_with_its_mtime_put_back(tmp_path: Path) -> None:
+    cache = HashCache(":memory:")
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"one")
+    stat = path.stat()
+    cache.put_hashes(_key(path), FileHashes("a" * 64, "a" * 10))
+    time.sleep(0.01)                       # a coarse clock could otherwise give the same ctime
+    path.write_bytes(b"two")                # same size, same inode
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    key = _key(path)
+    assert (key.size, key.mtime_ns, key.inode) == (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    assert cache.get_hashes(key) is None    # the ctime moved
 
 
 def test_verdict_cache_is_per_screen_key(tmp_path: Path) -> None:
