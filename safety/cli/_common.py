@@ -51,7 +51,7 @@ def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Pa
     """Files named directly, and files ending in one of `suffixes` (lower case) under folders:
     sorted, each once, with its path relative to the named folder's parent (for mirrored output
     folders). Links to folders are not followed, so a loop cannot trap the walk; a broken link is
-    returned like a file, for the caller to report.
+    returned like a file, for the caller to report; pipes inside folders are left out.
 
     Raises:
         `UsageError`: a path does not exist (before anything is checked or printed).
@@ -68,21 +68,31 @@ def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Pa
         for folder, subfolders, names in os.walk(root):
             subfolders.sort()
             for name in sorted(names):
-                if name.lower().endswith(suffixes):
-                    file = Path(folder) / name
+                file = Path(folder) / name
+                # A pipe found in a folder is no image and reading it would wait for a writer.
+                if name.lower().endswith(suffixes) and not _is_pipe(file):
                     found.setdefault(os.path.abspath(file), (file, Path(root.name) / file.relative_to(root)))
     return list(found.values())
 
 
+def _is_pipe(path: Path) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:  # a broken link: returned, for the caller to report
+        return False
+
+
 def read_input(path: str | os.PathLike[str]) -> bytes:
-    """A whole input file, refusing anything but a regular file (after links): a device such as
-    /dev/zero never ends and a FIFO waits for a writer, so reading either would hang or exhaust memory.
+    """A whole input file: a regular file, or a pipe named on the command line (``<(...)``,
+    /dev/stdin), which ends when its writer does. Anything else is refused: a device such as
+    /dev/zero never ends, so reading it would exhaust memory.
 
     Raises:
-        `OSError`: cannot be read, or ``EINVAL`` "not a regular file".
+        `OSError`: cannot be read, or ``EINVAL`` "not a regular file or pipe".
     """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    mode = os.stat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise OSError(errno.EINVAL, "not a regular file or pipe", str(path))
     return Path(path).read_bytes()
 
 

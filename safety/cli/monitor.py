@@ -123,7 +123,8 @@ def read_latents(path: Path, key: str | None) -> dict[str, tuple[Any, str]]:
             raise UsageError(f"{path}: not a .npy array ({e})") from None
         if array.dtype.kind != "f":
             raise UsageError(f"{path}: a latent holds real floats, this array holds {array.dtype}")
-        tensors = {"array": torch.from_numpy(np.array(array))}
+        # Native byte order: torch cannot hold a big-endian array.
+        tensors = {"array": torch.from_numpy(np.array(array, dtype=array.dtype.newbyteorder("=")))}
         _check_latents(path, tensors)
         return {"array": (tensors["array"], "internal")}
     from safetensors import SafetensorError

@@ -211,21 +211,35 @@ def test_json_output_never_contains_nan(capsys):
     assert json.loads(capsys.readouterr().out) == {"mean": None, "x": [1.0, None], "ok": 0.5}
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and /dev/zero are POSIX")
+@pytest.mark.skipif(sys.platform == "win32", reason="/dev/zero and FIFOs are POSIX")
 @pytest.mark.parametrize("argv", [["check-prompt", "--input", "{src}"], ["check-image", "{src}"],
                                   ["inspect", "{src}", "--no-legacy"], ["eval-prompts", "{src}"],
                                   ["label", "{src}", "{out}"], ["scan-models", "{src}"]])
-@pytest.mark.parametrize("kind", ["fifo", "endless"])
-def test_inputs_that_are_not_regular_files_exit_2_instead_of_hanging(capsys, tmp_path, lexical_file, argv, kind):
-    import os
-
+def test_a_link_to_an_endless_device_exits_2_instead_of_reading_forever(capsys, tmp_path, argv):
     src = tmp_path / "in.png"
-    if kind == "fifo":
-        os.mkfifo(src)  # opening it for reading would wait for a writer forever
-    else:
-        src.symlink_to("/dev/zero")  # reading it would never end
+    src.symlink_to("/dev/zero")
     out = tmp_path / "out.png"
     assert main([a.format(src=src, out=out) for a in argv]) == 2
     captured = capsys.readouterr()
     assert "not a regular file" in captured.err + captured.out
     assert not out.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX")
+def test_a_pipe_named_on_the_command_line_is_read_and_one_in_a_folder_is_skipped(capsys, tmp_path,
+                                                                                lexical_file):
+    import os
+    import threading
+
+    pipe = tmp_path / "prompts.txt"
+    os.mkfifo(pipe)                     # what <(...) and /dev/stdin hand over
+    writer = threading.Thread(target=pipe.write_text, args=("a red fox\nnude\n",))
+    writer.start()
+    status, out, _ = run(capsys, "check-prompt", "--input", str(pipe), "--policy", lexical_file, "--json")
+    writer.join()
+    assert status == 3 and [json.loads(line)["action"] for line in out.splitlines()] == ["allow", "block"]
+    album = tmp_path / "album"
+    album.mkdir()
+    os.mkfifo(album / "waiting.png")    # no writer: reading it would hang the walk
+    status, _, err = run(capsys, "check-image", str(album))
+    assert status == 2 and "no image files found" in err

@@ -525,6 +525,15 @@ def test_cli_refuses_npy_arrays_that_are_not_latents(tmp_path, capsys, array, me
     assert captured.out == "" and message in captured.err
 
 
+def test_cli_reads_a_big_endian_npy(tmp_path, capsys):
+    np.save(tmp_path / "x0.npy", np.full((1, 4, 8, 8), 0.25, ">f4"))
+    assert cli("preview-latent", str(tmp_path / "x0.npy"), "--family", "sd15", "--decoder", "linear",
+               "--profile", "adult", "--json") in (0, 3)
+    import json
+
+    assert json.loads(capsys.readouterr().out)["latent"]["mean"] == 0.25
+
+
 def test_cli_refuses_a_npy_header_promising_more_than_the_file_holds(tmp_path, capsys):
     np.save(tmp_path / "x0.npy", np.zeros((1, 4, 8, 8), np.float32))
     data = (tmp_path / "x0.npy").read_bytes()
