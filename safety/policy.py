@@ -244,6 +244,9 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
             fail(f"{table}.{key}: no image backend named {', '.join(map(repr, unknown))} "
                  f"(backends: {', '.join(LOADERS)})", (table,), key)
 
+    for key in ("categories", "combinations"):
+        if not isinstance(data.get(key, {}), Mapping):
+            fail(f"'{key}' must be a table ([{key}.NAME] sections)", (), key)
     for category, rule in data.get("categories", {}).items():
         table = ("categories", category)
         if not isinstance(rule, Mapping):
@@ -251,6 +254,9 @@ def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:
         for key, value in rule.items():
             if key not in CATEGORY_KEYS:
                 fail(f"unknown key '{key}' in [categories.{category}] (allowed: {', '.join(CATEGORY_KEYS)})",
+                     table, key)
+            if key != "action" and not isinstance(value, Mapping):
+                fail(f"{key} in [categories.{category}] must be a table, e.g. {key} = {{ image = ... }}",
                      table, key)
         for stage in rule.get("stage_actions", {}):
             if stage not in STAGES:

@@ -205,9 +205,8 @@ def _print_report(path: str, r: dict) -> None:
 def _check_suffix(output: str, fmt: str) -> None:
     """The output keeps the input's format (re-encoding would cost quality and metadata), so a name
     promising another format is refused rather than written as a misnamed file."""
-    named = SUFFIX_FORMATS.get(Path(output).suffix.lower())
-    if named is not None and named != fmt:
-        wanted = ", ".join(sorted(s for s, f in SUFFIX_FORMATS.items() if f == fmt))
+    if SUFFIX_FORMATS.get(Path(output).suffix.lower()) != fmt:
+        wanted = " or ".join(sorted(s for s, f in SUFFIX_FORMATS.items() if f == fmt))
         raise UsageError(f"{output}: the output keeps the input's format ({fmt}); name it {wanted}")
 
 

@@ -145,9 +145,10 @@ def test_cli_batch_reports_every_readable_file_and_exits_2_for_the_unreadable(tm
 
 
 @pytest.mark.parametrize("command", [["label"], ["watermark", "embed"]])
-def test_cli_output_named_for_another_format_exits_2_and_writes_nothing(tmp_path, plain_png, capsys, command):
-    code, stdout, stderr = run(capsys, *command, str(plain_png), str(tmp_path / "out.jpg"))
-    assert (code, stdout) == (2, "") and "out.jpg: the output keeps the input's format (png); name it .png" in stderr
+@pytest.mark.parametrize("name", ["out.jpg", "out.bmp", "out"])
+def test_cli_output_named_for_another_format_exits_2_and_writes_nothing(tmp_path, plain_png, capsys, command, name):
+    code, stdout, stderr = run(capsys, *command, str(plain_png), str(tmp_path / name))
+    assert (code, stdout) == (2, "") and f"{name}: the output keeps the input's format (png); name it .png" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.png"]
     assert run(capsys, *command, str(plain_png), str(tmp_path / "out.PNG"))[0] == 0  # case does not matter
 

@@ -95,6 +95,10 @@ def test_extends_loop_is_an_error(tmp_path):
     ('[monitor]\nbackends = ["nsfw"]\n', 2, "monitor.backends: no image backend named 'nsfw'"),
     ('[categories.violence.stage_actions]\nimages = "allow"\n', 2, "no stage 'images'"),
     ('[categories.violence]\nstage_actions = { preview = "allow", image = "warn" }\n', None, None),
+    ('[categories.violence]\nstage_actions = "block"\n', 2, "stage_actions in [categories.violence] must be a table"),
+    ('[categories.violence]\nstage_actions = ["image"]\n', 2, "must be a table"),
+    ('[categories.violence]\nthresholds = "x"\n', 2, "thresholds in [categories.violence] must be a table"),
+    ('name = "x"\ncategories = 5\n', 2, "'categories' must be a table"),
 ])
 def test_bad_files_name_the_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
