@@ -94,12 +94,16 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
 
     Raises:
         MalformedImage: the input is not a well-formed PNG/JPEG/WebP.
-        ValueError: the image is too small for the watermark or the visible label.
+        ValueError: the image is too small for the watermark or the visible label, or animated
+            and either was asked for.
         GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
         FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
     fmt = lc.sniff(data)
     if options.visible or options.watermark:
+        if _frame_count(data) > 1:  # re-encoding one frame would drop the rest of the animation
+            raise ValueError("an animated image: the visible label and the watermark are for still images "
+                             "(the implicit label and C2PA work on animations)")
         rgb, alpha = decode(data)
         if options.visible:
             rgb = draw_label(rgb, options.visible_text, options.visible_corner)
@@ -174,6 +178,16 @@ def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | Non
     if xmp:
         data = lc.webp_bytes(lc.webp_set_xmp(lc.webp_chunks(data), xmp, im.size, alpha is not None))
     return data
+
+
+def _frame_count(data: bytes) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise MalformedImage(f"cannot decode the image ({e})") from None
 
 
 def _webp_info(data: bytes) -> dict[str, bytes]:

@@ -234,6 +234,17 @@ def test_signing_then_editing_breaks_c2pa(tmp_path):
     assert any("mismatch" in code for code in c2pa_sign.summarize(edited, "png")["validation_errors"])
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_pipeline_refuses_pixel_layers_on_animations_and_labels_them_whole(fmt):
+    frames = [Image.fromarray(np.full((256, 256, 3), c, np.uint8)) for c in (40, 200)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100)
+    with pytest.raises(ValueError, match="animated image"):  # re-encoding would keep one frame
+        prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="a"))
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="a", watermark=False))
+    assert Image.open(io.BytesIO(out)).n_frames == 2 and lab.read_label(out).record["ProduceID"] == "a"
+
+
 def test_pipeline_keeps_alpha_and_jpeg_exif():
     rgba = np.dstack([pixels(), np.full((300, 400), 200, np.uint8)])
     buf = io.BytesIO()
