@@ -20,7 +20,7 @@ from . import image_backends
 from .errors import GuardUnavailable
 from .image_tiles import detect_tiled, merge_faces, tile_grid
 from .image_types import Detection, Face, ImageBackend, Region
-from .policy import Policy, load_policy
+from .policy import STAGES, Policy, load_policy
 from .verdict import MALFORMED_INPUT, Action, Finding, Reason, Verdict, decide, is_finite_number, unavailable
 
 logger = logging.getLogger("sdguard.image")
@@ -66,6 +66,8 @@ def check_images(images: Sequence[Any], policy: Policy | None = None, *, stage: 
             ``[image] required`` stay required. The subset must keep a feeder of each protected
             cue (`load_policy` checks that for ``[monitor] backends``).
     """
+    if stage not in STAGES:  # the verdict would name a stage no policy action applies to
+        raise ValueError(f"stage '{stage}' is not one of {', '.join(STAGES)}")
     policy = policy or load_policy()
     settings = policy.section("image")
     # A required backend missing from `backends` still runs: leaving it out must not open the gate.

@@ -148,7 +148,8 @@ def find_taesd_decoder(stem: str, search_dirs: Iterable[str | Path] = (), *,
             if exact.is_file():
                 return exact
         if folder.is_dir():
-            loose = sorted(p for p in folder.iterdir() if p.name.startswith(stem) and p.suffix in TAESD_SUFFIXES)
+            loose = sorted(p for p in folder.iterdir()
+                           if p.name.startswith(stem) and p.suffix in TAESD_SUFFIXES and p.is_file())
             if loose:
                 return loose[0]
     from . import weights

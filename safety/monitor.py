@@ -36,6 +36,7 @@ arrives, and the final step waits for every outstanding check, so nothing reache
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from .audit import AuditLog, hash_input
 from .errors import Blocked, PolicyError
 from .latent_formats import LatentFormat, latent_format
-from .policy import Policy
+from .policy import Policy, load_policy
 from .preview_check import (STAGE, Checker, LatentCheck, censor_preview, decode_previews, judge_previews,
                             latent_bytes)
 from .verdict import Action, Verdict, unavailable
@@ -187,7 +188,7 @@ class LoopMonitor:
     """Watch x0 during sampling; raise `Blocked` or hand back censored previews.
 
     Args:
-        policy (`Policy`): its ``[monitor]`` section sets the schedule, decoder and background
+        policy (`Policy`, *optional*, defaults to the ``public`` profile): its ``[monitor]`` section sets the schedule, decoder and background
             mode; categories' ``stage_actions.preview`` (else ``action``) decide.
         family (`str` or `LatentFormat`): the model family (``"sd15"``, ``"sdxl"``, ``"sd3"``, ``"flux"``, ...).
         decoder (`PreviewDecoder`, *optional*): defaults to `make_decoder` with the policy's
@@ -197,7 +198,8 @@ class LoopMonitor:
         audit (`AuditLog`, *optional*): receives the blocking verdict, or the run's verdict at `finish`.
 
     Raises:
-        `GuardUnavailable`: the policy requires TAESD and it cannot load.
+        `GuardUnavailable`: the policy's decoder is ``"taesd"`` and it cannot load, or ``"auto"``
+            and a TAESD file is there but does not load.
         `PolicyError`: a bad ``[monitor]`` schedule (``load_policy`` checks the backends list).
         `ValueError`: unknown family.
 
@@ -208,9 +210,11 @@ class LoopMonitor:
         sdguard.errors.Blocked: sdguard: preview block: sexual: nudenet 0.91 ≥ 0.50
     """
 
-    def __init__(self, policy: Policy, family: str | LatentFormat, *, decoder: PreviewDecoder | None = None,
+    def __init__(self, policy: Policy | None, family: str | LatentFormat, *, decoder: PreviewDecoder | None = None,
                  checker: Checker | None = None, audit: AuditLog | None = None):
-        self.policy = policy
+        self.policy = policy = policy or load_policy()
+        if not isinstance(family, (str, LatentFormat)):
+            raise TypeError(f"family must be a name such as 'sd15' or a LatentFormat, got {type(family).__name__}")
         self.format = family if isinstance(family, LatentFormat) else latent_format(family)
         settings = policy.section("monitor")
         self.enabled = bool(settings["enabled"])
@@ -266,6 +270,7 @@ class LoopMonitor:
         state = self._state
         if state.blocked is not None:
             raise Blocked(state.blocked)
+        step, total = _index(step, "step"), _index(total, "total")
         if total < 1 or step < 0:
             raise ValueError(f"step {step} of {total}: need total >= 1 and step >= 0")
         past_end, step = step >= total, min(step, total - 1)
@@ -274,6 +279,8 @@ class LoopMonitor:
         self.format.check_shape(tuple(x0.shape))
         if x0.shape[0] == 0:
             raise ValueError("x0 is an empty batch")
+        if not x0.is_floating_point():
+            raise ValueError(f"x0 must hold real floats, got {x0.dtype}")
         meta = (tuple(x0.shape), x0.dtype, x0.device)
         if state.meta is not None and meta != state.meta:
             self._new_pass("latent shape, dtype or device changed")
@@ -449,6 +456,14 @@ class LoopMonitor:
         extra = {"run": dict(state.run_info), "checks": [c.to_dict() for c in state.checks],
                  "family": self.format.family}
         self.audit.record(verdict, input_hash=latent_hash, host=host, extra=extra)
+
+
+def _index(value: Any, name: str) -> int:
+    """An integer step count (Python, numpy or a 0-d tensor); anything else is a clear TypeError."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
 def _ceil(value: float) -> int:

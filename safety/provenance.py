@@ -61,6 +61,10 @@ class ProvenanceOptions:
     c2pa: bool = False
     c2pa_identity: Path | None = None
 
+    def __post_init__(self) -> None:
+        if self.c2pa_identity is not None:  # hosts pass folder names as text
+            object.__setattr__(self, "c2pa_identity", Path(self.c2pa_identity))
+
 
 def options_from_policy(policy: Policy, **overrides: object) -> ProvenanceOptions:
     """Options from the policy's [label] and [watermark] sections, with keyword overrides."""

@@ -173,6 +173,11 @@ def test_malformed_input_blocks_with_its_code(bad):
     assert v.blocked and v.codes == (MALFORMED_INPUT,)
 
 
+def test_an_unknown_stage_is_refused():
+    with pytest.raises(ValueError, match="stage 'bogus' is not one of"):
+        check_image(marked_image(), load_policy("public"), stage="bogus", backends=fake_backends())
+
+
 def test_as_rgb_converts_common_layouts():
     assert as_rgb(np.zeros((3, 4), np.uint8)).shape == (3, 4, 3)
     assert as_rgb(np.zeros((3, 4, 4), np.uint8)).shape == (3, 4, 3)

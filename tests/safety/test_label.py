@@ -205,6 +205,10 @@ def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path, monkeyp
     assert (tmp_path / "c2pa" / "c2pa-key.pem").stat().st_mode & 0o077 == 0
 
 
+def test_a_c2pa_identity_given_as_text_is_a_path(tmp_path):
+    assert prov.ProvenanceOptions(c2pa_identity=str(tmp_path)).c2pa_identity == tmp_path
+
+
 def test_a_named_c2pa_identity_must_be_there_and_is_never_replaced(tmp_path):
     from sdguard import c2pa_sign
 

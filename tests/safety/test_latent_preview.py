@@ -269,6 +269,12 @@ def test_make_decoder_choices(tmp_path, monkeypatch):
     assert make_decoder(latent_format("wan21"), "auto").name == "linear"  # the family has no TAESD
 
 
+def test_make_decoder_auto_ignores_what_is_not_a_file(tmp_path):
+    (tmp_path / "taesd_decoder.fp16.safetensors").mkdir()                      # a folder
+    (tmp_path / "taesd_decoder.old.pth").symlink_to(tmp_path / "gone.pth")     # a dangling link
+    assert make_decoder(latent_format("sd15"), "auto", search_dirs=[tmp_path]).name == "linear"
+
+
 def test_make_decoder_auto_refuses_a_taesd_file_that_does_not_load(tmp_path):
     (tmp_path / "taesd_decoder.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(GuardUnavailable, match="taesd_decoder.safetensors"):

@@ -340,6 +340,20 @@ def test_a_decoder_returning_the_wrong_count_or_nan_blocks(tmp_path, fault, mess
         monitor.on_step(19, 20, latent(CLEAN, 1.0))
 
 
+def test_bad_arguments_are_clear_errors(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    with pytest.raises(TypeError, match="step must be an integer"):
+        monitor.on_step(2.5, 20, latent(CLEAN))
+    with pytest.raises(TypeError, match="total must be an integer"):
+        monitor.on_step(2, float("nan"), latent(CLEAN))
+    with pytest.raises(ValueError, match="real floats, got torch.int64"):
+        monitor.on_step(2, 20, latent(CLEAN).long())
+    assert monitor.on_step(torch.tensor(5), np.int64(20), latent(CLEAN)).checked  # numpy / 0-d tensor steps
+    with pytest.raises(TypeError, match="family must be a name"):
+        LoopMonitor(make_policy(tmp_path), None, decoder=BrightDecoder(), checker=FakeChecker())
+    assert LoopMonitor(None, "sd15", decoder=BrightDecoder(), checker=FakeChecker()).policy.name == "public"
+
+
 def test_non_finite_x0_blocks(tmp_path):
     x0 = latent(CLEAN)
     x0[0, 1, 2, 3] = float("nan")
