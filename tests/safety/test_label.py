@@ -113,6 +113,16 @@ def test_foreign_xmp_properties_are_kept():
     assert 'xmp:CreatorTool="Krita"' in xmp and "TC260:AIGC" in xmp
 
 
+def test_an_unreadable_xmp_packet_is_replaced_with_a_warning(caplog):
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta><rdf:RDF>unclosed")
+    buf = io.BytesIO()
+    Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
+    out = lab.write_label(buf.getvalue(), RECORD)
+    assert lab.read_label(out).integrity == "ok"
+    assert "does not parse" in caplog.text
+
+
 def test_changed_pixels_fail_the_integrity_check():
     labelled = lab.write_label(host_png(), RECORD)
     tampered = prov.reencode(labelled, "png", 255 - decoded(labelled), None)
