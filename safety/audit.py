@@ -207,6 +207,8 @@ class AuditLog:
                 last = rec["hash"], rec["seq"]
             except (ValueError, KeyError, TypeError):
                 raise self._damaged() from None
+            if not isinstance(last[0], str) or type(last[1]) is not int:  # a hand edit: "seq": "5"
+                raise self._damaged()
         if end != size:
             head = os.pread(fd, len(_RECORD_START), end)
             if head != _RECORD_START[:len(head)]:

@@ -96,7 +96,8 @@ def test_partial_last_line_is_reported_then_repaired(tmp_path):
     b"notes\nmore notes without a newline",                    # a text file
     b"no newline at all",
     b"[1, 2]\n",                                              # JSON, but not a record
-], ids=["png", "text", "one-line", "json-list"])
+    b'{"seq": "5", "hash": "ab"}\n',                          # a hand edit: seq as text
+], ids=["png", "text", "one-line", "json-list", "text-seq"])
 def test_a_file_that_is_not_a_trail_is_refused_unchanged(tmp_path, content):
     path = tmp_path / "not-a-trail"
     path.write_bytes(content)
