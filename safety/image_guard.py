@@ -47,6 +47,9 @@ def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
         `Verdict`; its details carry ``regions``, ``faces`` (with ages), per-backend ``scores``,
         ``size`` and ``tiles``. An image that cannot be read is blocked (``malformed_input``).
 
+    Raises:
+        `ValueError`: `stage` is not one of the policy's stages.
+
     Example:
         >>> import numpy as np
         >>> check_image(np.full((64, 64, 3), 200, np.uint8)).action  # doctest: +SKIP
@@ -248,7 +251,7 @@ def _pil_pixels(image: Any) -> Any:
 
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return np.asarray(image.convert("RGB"))
-    values = np.asarray(image, dtype=np.float64)
+    values = np.asarray(image, dtype=np.float32)  # exact for 16-bit samples, half float64's memory
     if values.size and not np.isfinite(values).all():
         raise ValueError(f"mode {image.mode} image has NaN or infinite pixels")
     top = values.max() if values.size else 0.0

@@ -128,7 +128,7 @@ def build_xmp(record: AigcRecord, existing: str | None = None) -> str:
         logger.warning("could not merge into the existing XMP packet; replacing it")
     elif existing and existing.strip():
         # One packet per file: an unreadable one (no reader could use it either) gives way to the label.
-        logger.warning("the existing XMP packet does not parse as RDF/XML; replacing it")
+        logger.warning("the existing XMP packet does not parse or holds no rdf:RDF; replacing it")
     return ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
             '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
             f'{description}</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')

@@ -53,8 +53,10 @@ class FileHashes:
 @dataclass(frozen=True)
 class FileKey:
     """What says a file is unchanged since it was hashed: path, size, mtime and ctime (ns), inode.
-    The ctime is there because no user call can set it: a file rewritten in place at the same size
-    with its mtime put back (`os.utime`) still changes it."""
+    On POSIX the ctime is there because no user call can set it: a file rewritten in place at the
+    same size with its mtime put back (`os.utime`) still changes it. (On Windows Python reports the
+    creation time there, which a rewrite does not move.) A chmod or chown moves it too, so a
+    start-up script that does `chown -R` on the models folder costs one re-hash per file."""
 
     path: str
     size: int

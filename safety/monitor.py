@@ -202,6 +202,7 @@ class LoopMonitor:
             and a TAESD file is there but does not load.
         `PolicyError`: a bad ``[monitor]`` schedule (``load_policy`` checks the backends list).
         `ValueError`: unknown family.
+        `TypeError`: `family` is neither a name nor a `LatentFormat`.
 
     Example:
         >>> monitor = LoopMonitor(load_policy("classroom"), "sd15")       # doctest: +SKIP
@@ -264,8 +265,10 @@ class LoopMonitor:
         Raises:
             `Blocked`: a check of this run blocked (this one, an earlier one, or a background
                 check that just reported); carries the verdict.
-            `ValueError`: `total` < 1, `step` < 0, or x0 not this family's shape. A step past
-                the end counts as the last step (ComfyUI's ``dpm_adaptive`` reports more steps than `total`).
+            `ValueError`: `total` < 1, `step` < 0, or x0 not this family's shape or not floats. A
+                step past the end counts as the last step (ComfyUI's ``dpm_adaptive`` reports more
+                steps than `total`).
+            `TypeError`: `step` or `total` is not an integer.
         """
         state = self._state
         if state.blocked is not None:
@@ -319,6 +322,9 @@ class LoopMonitor:
         Raises:
             `Blocked`: one of those checks blocks (a block `on_step` raised is not raised again);
                 the monitor is reset all the same.
+            `OSError`, `SdguardError`: the audit trail cannot be written; the monitor is reset all
+                the same. (A block stands when its record cannot be written: `on_step` logs that
+                error and raises `Blocked`, since stopping the run matters more than the record.)
         """
         state = self._state
         if state.blocked is None:
@@ -461,6 +467,8 @@ class LoopMonitor:
 def _index(value: Any, name: str) -> int:
     """An integer step count (Python, numpy or a 0-d tensor); anything else is a clear TypeError."""
     try:
+        if isinstance(value, bool):
+            raise TypeError
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {value!r}") from None

@@ -62,8 +62,8 @@ class ProvenanceOptions:
     c2pa_identity: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.c2pa_identity is not None:  # hosts pass folder names as text
-            object.__setattr__(self, "c2pa_identity", Path(self.c2pa_identity))
+        # Hosts pass folder names as text, and an empty settings box means "none named".
+        object.__setattr__(self, "c2pa_identity", Path(self.c2pa_identity) if self.c2pa_identity else None)
 
 
 def options_from_policy(policy: Policy, **overrides: object) -> ProvenanceOptions:
@@ -189,7 +189,9 @@ def _frame_count(data: bytes) -> int:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return int(getattr(im, "n_frames", 1))
+            # A multi-picture JPEG (a phone's HDR gain map, a 3D pair) shows and re-encodes as its
+            # first picture, as it did before this check; only animations lose frames.
+            return 1 if im.format == "MPO" else int(getattr(im, "n_frames", 1))
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None
 

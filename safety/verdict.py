@@ -283,7 +283,12 @@ def decide(stage: str, findings: Iterable[Finding], policy: Policy,
 
 def is_finite_number(value: Any) -> bool:
     """A real, finite number (Python or numpy), not a bool: what a detector's score must be."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def unavailable(stage: str, policy: Policy, what: str, error: BaseException | str,

@@ -110,8 +110,8 @@ def read_latents(path: Path, key: str | None) -> dict[str, tuple[Any, str]]:
     """The tensors of `path` with their default space, read in full before anything is checked."""
     import torch
 
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    if not path.is_file():  # mapped and seeked, so a regular file
+        raise UsageError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     if path.suffix == ".npy":
         import numpy as np
 

@@ -68,21 +68,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from ..provenance import decode, reencode
-    from ..watermark import embed, parse_payload
+    from ..provenance import ProvenanceOptions, apply
+    from ..watermark import parse_payload
 
     try:
         payload = parse_payload(args.payload) if args.payload else os.urandom(6)
     except ValueError as e:
         raise UsageError(str(e)) from None
     mark = policy_from_args(args).section("watermark")
+    options = ProvenanceOptions(watermark=True, payload=payload, watermark_key=mark["key"],
+                                watermark_strength=mark["strength"], watermark_ssim=mark["ssim_target"],
+                                implicit=False)
     data = _read(args.input)
     try:
-        fmt = sniff(data)
-        _check_suffix(args.output, fmt)
-        rgb, alpha = decode(data)
-        marked = embed(rgb, payload, key=mark["key"], strength=mark["strength"], ssim_target=mark["ssim_target"])
-        out = reencode(data, fmt, marked, alpha)
+        _check_suffix(args.output, sniff(data))
+        out = apply(data, options)
     except (MalformedImage, ValueError) as e:
         raise UsageError(f"{args.input}: {e}") from None
     _write_atomic(args.output, out)
@@ -122,8 +122,7 @@ def run_label(args: argparse.Namespace) -> int:
 
     policy = policy_from_args(args)
     overrides = {"visible": args.visible, "watermark": args.watermark or False, "producer": args.producer,
-                 "content_id": args.content_id, "c2pa": args.c2pa,
-                 "c2pa_identity": Path(args.c2pa_identity) if args.c2pa_identity else None}
+                 "content_id": args.content_id, "c2pa": args.c2pa, "c2pa_identity": args.c2pa_identity}
     options = options_from_policy(policy, **overrides)
     data = _read(args.input)
     try:

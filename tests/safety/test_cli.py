@@ -233,10 +233,12 @@ def test_a_pipe_named_on_the_command_line_is_read_and_one_in_a_folder_is_skipped
 
     pipe = tmp_path / "prompts.txt"
     os.mkfifo(pipe)                     # what <(...) and /dev/stdin hand over
-    writer = threading.Thread(target=pipe.write_text, args=("a red fox\nnude\n",))
+    # A daemon that gives up: if check-prompt never opened the pipe, the test fails instead of hanging.
+    writer = threading.Thread(target=pipe.write_text, args=("a red fox\nnude\n",), daemon=True)
     writer.start()
     status, out, _ = run(capsys, "check-prompt", "--input", str(pipe), "--policy", lexical_file, "--json")
-    writer.join()
+    writer.join(timeout=10)
+    assert not writer.is_alive()
     assert status == 3 and [json.loads(line)["action"] for line in out.splitlines()] == ["allow", "block"]
     album = tmp_path / "album"
     album.mkdir()

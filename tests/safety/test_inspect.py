@@ -153,6 +153,16 @@ def test_cli_output_named_for_another_format_exits_2_and_writes_nothing(tmp_path
     assert run(capsys, *command, str(plain_png), str(tmp_path / "out.PNG"))[0] == 0  # case does not matter
 
 
+@pytest.mark.parametrize("command", [["label", "--visible"], ["watermark", "embed"]])
+def test_cli_pixel_layers_on_an_animation_exit_2_and_write_nothing(tmp_path, capsys, command):
+    frames = [Image.fromarray(np.full((256, 256, 3), c, np.uint8)) for c in (40, 120, 200)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], duration=100)
+    code, stdout, stderr = run(capsys, command[0], *command[1:], str(tmp_path / "anim.webp"),
+                               str(tmp_path / "out.webp"))
+    assert (code, stdout) == (2, "") and "an animated image" in stderr
+    assert not (tmp_path / "out.webp").exists()
+
+
 @pytest.mark.parametrize("identity", ["missing", "empty", "file"])
 def test_cli_label_with_an_unusable_c2pa_identity_exits_2_and_writes_nothing(tmp_path, plain_png, capsys,
                                                                                identity):

@@ -120,7 +120,7 @@ def test_an_unreadable_xmp_packet_is_replaced_with_a_warning(caplog):
     Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
     out = lab.write_label(buf.getvalue(), RECORD)
     assert lab.read_label(out).integrity == "ok"
-    assert "does not parse" in caplog.text
+    assert "does not parse or holds no rdf:RDF" in caplog.text
 
 
 def test_changed_pixels_fail_the_integrity_check():
@@ -215,8 +215,9 @@ def test_pipeline_layers_all_verify_and_host_metadata_survives(tmp_path, monkeyp
     assert (tmp_path / "c2pa" / "c2pa-key.pem").stat().st_mode & 0o077 == 0
 
 
-def test_a_c2pa_identity_given_as_text_is_a_path(tmp_path):
+def test_a_c2pa_identity_given_as_text_is_a_path_and_empty_text_is_none(tmp_path):
     assert prov.ProvenanceOptions(c2pa_identity=str(tmp_path)).c2pa_identity == tmp_path
+    assert prov.ProvenanceOptions(c2pa_identity="").c2pa_identity is None  # an empty settings box
 
 
 def test_a_named_c2pa_identity_must_be_there_and_is_never_replaced(tmp_path):
@@ -257,6 +258,15 @@ def test_pipeline_refuses_pixel_layers_on_animations_and_labels_them_whole(fmt):
         prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="a"))
     out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="a", watermark=False))
     assert Image.open(io.BytesIO(out)).n_frames == 2 and lab.read_label(out).record["ProduceID"] == "a"
+
+
+def test_a_multi_picture_jpeg_is_not_taken_for_an_animation():
+    first, second = (Image.fromarray(pixels(seed=s)) for s in (1, 2))
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])  # e.g. a phone's HDR gain map
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="m", visible=True))
+    assert lab.read_label(out).integrity == "ok"
 
 
 def test_pipeline_keeps_alpha_and_jpeg_exif():

@@ -346,6 +346,8 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         monitor.on_step(2.5, 20, latent(CLEAN))
     with pytest.raises(TypeError, match="total must be an integer"):
         monitor.on_step(2, float("nan"), latent(CLEAN))
+    with pytest.raises(TypeError, match="step must be an integer"):
+        monitor.on_step(True, 20, latent(CLEAN))
     with pytest.raises(ValueError, match="real floats, got torch.int64"):
         monitor.on_step(2, 20, latent(CLEAN).long())
     assert monitor.on_step(torch.tensor(5), np.int64(20), latent(CLEAN)).checked  # numpy / 0-d tensor steps

@@ -115,7 +115,7 @@ def test_a_middling_semantic_score_is_not_a_minor_sexual_cue(profile):
     assert "minor_sexual" in decide("prompt", [lex("minor", "12 year old"), strong], policy).codes
 
 
-@pytest.mark.parametrize("score", [float("nan"), float("-inf"), None, True])
+@pytest.mark.parametrize("score", [float("nan"), float("-inf"), None, True, 10**400])
 def test_decide_blocks_a_score_that_is_not_a_finite_number(score):
     policy = load_policy("adult")
     findings = [Finding("minor", 0.9, "age", 0.5), Finding("sexual", score, "nudenet", 0.5)]
