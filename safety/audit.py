@@ -118,7 +118,7 @@ class AuditLog:
             body["text"] = text
         if extra:
             body["extra"] = dict(extra)
-        body = _json_safe(body)
+        body = json_safe(body)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._locked() as fd:
             prev, seq = self._repair_and_last(fd)
@@ -234,24 +234,24 @@ def _after_last_newline(fd: int, limit: int) -> int:
     return 0
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """`value` as JSON can hold it, so that what callers pass (a host's run info: paths, numpy
-    numbers) never stops a record from being written: NaN and infinities become null, lone
-    surrogates U+FFFD, other objects their number or text."""
+    numbers) never stops a record or a line of output from being written: NaN and infinities
+    become null, lone surrogates U+FFFD, other objects their number or text."""
     if isinstance(value, str):
         return replace_lone_surrogates(value)
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, Mapping):
-        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         number = float(value)
         return number if math.isfinite(number) else None
-    return _json_safe(str(value))
+    return json_safe(str(value))
 
 
 def _record_hash(body: Mapping[str, Any]) -> str:

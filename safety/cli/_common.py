@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import math
 import os
 import stat
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..audit import AuditLog
+from ..audit import AuditLog, json_safe
 from ..policy import DEFAULT_PROFILE, PROFILES, Policy, load_policy
 from ..verdict import Verdict
 
@@ -97,23 +96,13 @@ def read_input(path: str | os.PathLike[str]) -> bytes:
 
 
 def print_json(obj: Any) -> None:
-    """One JSON object per line. Non-finite numbers become null (NaN is not JSON). A reader that
-    goes away (`sdguard ... | head`) silences the rest, so the exit status still tells the truth."""
+    """One JSON object per line, made JSON-safe as audit records are (NaN becomes null). A reader
+    that goes away (`sdguard ... | head`) silences the rest, so the exit status still tells the truth."""
     try:
-        sys.stdout.write(json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False) + "\n")
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def report_error(path: str | os.PathLike[str], error: Exception, as_json: bool) -> None:
