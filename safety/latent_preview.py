@@ -286,9 +286,9 @@ def make_decoder(fmt: LatentFormat, preference: str = "auto", *,
     if preference == "linear":
         return LinearPreview(fmt)
     if preference == "auto":
+        if fmt.taesd_decoder is None:  # the family has none (the video families)
+            return LinearPreview(fmt)
         try:
-            if fmt.taesd_decoder is None:
-                raise GuardUnavailable(f"no TAESD decoder exists for {fmt.family}")
             path = find_taesd_decoder(fmt.taesd_decoder, search_dirs, model_roots=model_roots)
         except GuardUnavailable as e:
             logger.info("using the linear preview decoder: %s", e)

@@ -466,12 +466,12 @@ class LoopMonitor:
 
 def _index(value: Any, name: str) -> int:
     """An integer step count (Python, numpy or a 0-d tensor); anything else is a clear TypeError."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be an integer, got {value!r}")
 
 
 def _ceil(value: float) -> int:
