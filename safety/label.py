@@ -146,6 +146,7 @@ def write_label(data: bytes, record: AigcRecord) -> bytes:
 
     Raises:
         MalformedImage: the file is malformed or not one of the three formats.
+        ValueError: a JPEG whose own XMP leaves no room for the label in one APP1 segment.
     """
     record = replace(record, ReservedCode1=pixel_digest(data))
     fmt = lc.sniff(data)

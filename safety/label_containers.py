@@ -169,11 +169,15 @@ def jpeg_set_xmp(segments: list[tuple[int, bytes]], xmp: str) -> list[tuple[int,
     """Replace the XMP APP1 segment, placing it after the leading APP0/APP1 (JFIF, EXIF) segments.
 
     Raises:
-        MalformedImage: the XMP packet does not fit in one segment.
+        ValueError: the XMP packet does not fit in one segment (the file itself is well-formed:
+            its own XMP, which is kept, leaves no room for the label).
     """
     payload = XMP_JPEG_HEADER + xmp.encode("utf-8")
     if len(payload) > _JPEG_MAX_SEGMENT:
-        raise MalformedImage("XMP packet too large for one JPEG APP1 segment")
+        # Extended XMP (split over several segments) is not written: few readers join it.
+        raise ValueError(f"the XMP packet with the label would take {len(payload):,} bytes, more than the "
+                         f"{_JPEG_MAX_SEGMENT:,} of one JPEG APP1 segment; the image's own XMP is kept and "
+                         "leaves no room (remove it, or label a PNG or WebP)")
     keep = [(m, p) for m, p in segments if not (m == 0xE1 and p.startswith(XMP_JPEG_HEADER))]
     at = 0
     while at < len(keep) and keep[at][0] in (0xE0, 0xE1):

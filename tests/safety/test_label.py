@@ -113,6 +113,18 @@ def test_foreign_xmp_properties_are_kept():
     assert 'xmp:CreatorTool="Krita"' in xmp and "TC260:AIGC" in xmp
 
 
+def test_a_jpeg_whose_own_xmp_leaves_no_room_is_refused_by_size_not_as_malformed():
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:description="'
+              + "x" * 65_000 + '"/></rdf:RDF></x:xmpmeta>')
+    segments, tail = lc.jpeg_segments(encoded("JPEG"))
+    big = lc.jpeg_bytes(lc.jpeg_set_xmp(segments, packet), tail)
+    assert lab.read_label(big).integrity == "absent"  # a well-formed file
+    with pytest.raises(ValueError, match="more than the 65,533 of one JPEG APP1 segment") as caught:
+        lab.write_label(big, RECORD)
+    assert not isinstance(caught.value, lc.MalformedImage)
+
+
 def test_an_unreadable_xmp_packet_is_replaced_with_a_warning(caplog):
     info = PngImagePlugin.PngInfo()
     info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta><rdf:RDF>unclosed")
