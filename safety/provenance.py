@@ -99,7 +99,7 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
     Raises:
         MalformedImage: the input is not a well-formed PNG/JPEG/WebP.
         ValueError: the image is too small for the watermark or the visible label, or animated
-            and either was asked for.
+            and either was asked for; or a JPEG's own XMP leaves no room for the implicit label.
         GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
         FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
