@@ -4,6 +4,8 @@ Reads the GB 45438 implicit label (and checks its pixel digest), the C2PA manife
 watermark, the legacy Stable Diffusion invisible-watermark marks (SD v1 "StableDiffusionV1",
 SDXL 0xB3EC907BB19E; weak evidence: that scheme flips bits even without any attack), and the
 generation metadata hosts write (ComfyUI `prompt`/`workflow`, A1111 `parameters`).
+Other formats Pillow decodes (GIF, BMP, TIFF, ...) are read for the marks in their pixels; their
+label and C2PA are reported as not checked, since sdguard writes and reads those only in PNG, JPEG and WebP.
 Absence of every signal is not proof that an image is not AI-generated: metadata is stripped by
 most platforms and any invisible mark falls to regeneration.
 """
@@ -29,13 +31,15 @@ SDXL_MIN_AGREEMENT = 0.8
 SD_V1_MIN_AGREEMENT = 0.75
 LEGACY_MIN_SIDE = 256      # invisible-watermark (and so watermark_legacy) refuses smaller images
 HOST_KEYS = ("prompt", "workflow", "parameters")
+METADATA_FORMATS = ("png", "jpeg", "webp")
 
 
 def inspect_bytes(data: bytes, *, key: str = DEFAULT_KEY, legacy: bool = True) -> dict[str, Any]:
     """Everything the file says about its provenance.
 
     Args:
-        data: a PNG, JPEG or WebP file.
+        data: an image file: PNG, JPEG or WebP for every signal; any other format Pillow decodes
+            for the watermarks and EXIF (its label and C2PA come back as ``{"not_checked": why}``).
         key: the sdguard watermark key.
         legacy: also look for the SD v1 / SDXL invisible-watermark marks (numpy reader in
             watermark_legacy; invisible-watermark itself is not needed).
@@ -45,17 +49,21 @@ def inspect_bytes(data: bytes, *, key: str = DEFAULT_KEY, legacy: bool = True) -
          "host_metadata", "evidence": [names of signals found]}.
 
     Raises:
-        MalformedImage: not a well-formed PNG, JPEG or WebP.
+        MalformedImage: Pillow cannot decode it, or a PNG, JPEG or WebP is malformed.
     """
-    fmt = lc.sniff(data)
     rgb, _ = decode(data)
-    label = read_label(data).to_dict()
+    fmt = _format(data)
     mark = detect(rgb, key=key).to_dict()
-    if mark["detected"] and label["record"]:
-        mark["matches_label"] = mark["payload"] == payload_for(label["record"]["ProduceID"]).hex()
+    if fmt in METADATA_FORMATS:
+        label: dict[str, Any] = read_label(data).to_dict()
+        c2pa = _c2pa_summary(data, fmt)
+        if mark["detected"] and label["record"]:
+            mark["matches_label"] = mark["payload"] == payload_for(label["record"]["ProduceID"]).hex()
+    else:
+        label = c2pa = {"not_checked": f"sdguard reads labels and C2PA in PNG, JPEG and WebP, not {fmt.upper()}"}
     report: dict[str, Any] = {
         "format": fmt, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-        "implicit_label": label, "c2pa": _c2pa_summary(data, fmt), "watermark": mark,
+        "implicit_label": label, "c2pa": c2pa, "watermark": mark,
         "legacy_watermarks": _legacy(rgb) if legacy else None,
         "host_metadata": host_metadata(data, fmt),
     }
@@ -76,6 +84,17 @@ def host_metadata(data: bytes, fmt: str) -> dict[str, int]:
     if comment:
         found["exif_user_comment"] = len(comment)
     return found
+
+
+def _format(data: bytes) -> str:
+    """'png', 'jpeg', 'webp' from the magic bytes, else Pillow's name for the format ('gif', 'bmp', ...)."""
+    try:
+        return lc.sniff(data)
+    except lc.MalformedImage:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:  # decode() has already opened it
+            return (im.format or "unknown").lower()
 
 
 def _c2pa_summary(data: bytes, fmt: str) -> dict[str, Any] | None:
@@ -107,7 +126,7 @@ def _legacy(rgb: Any) -> dict[str, Any]:
 def _evidence(report: dict[str, Any]) -> list[str]:
     found = []
     label = report["implicit_label"]
-    if label["record"]:
+    if label.get("record"):
         found.append("implicit_label" + ("" if label["integrity"] == "ok" else f" ({label['integrity']})"))
     c2pa = report["c2pa"]
     if c2pa and "actions" in c2pa:

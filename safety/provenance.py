@@ -133,13 +133,15 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         MalformedImage: PIL cannot decode the file.
     """
     import numpy as np
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             rgba = im.convert("RGBA") if has_alpha else im.convert("RGB")
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        raise MalformedImage("not an image format Pillow can read") from None
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None
     arr = np.asarray(rgba)

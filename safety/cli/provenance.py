@@ -164,14 +164,16 @@ def _has(report: dict, signal: str) -> bool:
     if signal == "any":
         return bool(evidence)
     if signal == "label":
-        return report["implicit_label"]["integrity"] == "ok"
+        return report["implicit_label"].get("integrity") == "ok"
     return signal in evidence
 
 
 def _print_report(path: str, r: dict) -> None:
     print(f"{path}: {r['format']} {r['width']}x{r['height']}")
     label = r["implicit_label"]
-    if label["record"]:
+    if "not_checked" in label:
+        print(f"  implicit label: not checked ({label['not_checked']})")
+    elif label["record"]:
         rec = label["record"]
         print(f"  implicit label (GB 45438, {label['location']}): Label={rec['Label']} "
               f"producer={rec['ContentProducer']!r} id={rec['ProduceID']!r} integrity={label['integrity']}"
@@ -187,7 +189,7 @@ def _print_report(path: str, r: dict) -> None:
         print(f"  C2PA: {c2pa['validation_state']}, signer {c2pa['signer']!r}, actions: {actions}"
               + (f"; issues: {', '.join(c2pa['validation_errors'])}" if c2pa["validation_errors"] else ""))
     else:
-        print(f"  C2PA: {c2pa.get('error') or c2pa.get('unavailable')}")
+        print(f"  C2PA: {c2pa.get('error') or c2pa.get('unavailable') or 'not checked'}")
     wm = r["watermark"]
     print("  sdguard watermark: " + (f"payload {wm['payload']} (confidence {wm['confidence']:.2f})"
                                      if wm["detected"] else "not found"))

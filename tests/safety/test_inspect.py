@@ -121,6 +121,27 @@ def test_cli_label_and_inspect(tmp_path, plain_png, capsys):
     assert code == 0 and "implicit label: none" in stdout and "evidence: host_metadata" in stdout
 
 
+def test_cli_inspect_reads_the_watermark_of_a_bmp_and_says_its_label_was_not_checked(tmp_path, capsys):
+    from sdguard.watermark import embed
+
+    path = tmp_path / "marked.bmp"
+    Image.fromarray(embed(image(), bytes.fromhex("0123456789ab"))).save(path, "BMP")
+    code, stdout, _ = run(capsys, "inspect", str(path), "--no-legacy", "--json", "--require", "watermark")
+    report = json.loads(stdout)
+    assert code == 0 and report["format"] == "bmp" and report["watermark"]["payload"] == "0123456789ab"
+    assert "not BMP" in report["implicit_label"]["not_checked"] and "not_checked" in report["c2pa"]
+    assert report["evidence"] == ["watermark"]
+    code, stdout, _ = run(capsys, "inspect", str(path), "--no-legacy", "--require", "label")
+    assert code == 3 and "implicit label: not checked" in stdout and "C2PA: not checked" in stdout
+
+
+def test_cli_inspect_names_a_file_no_image_reader_knows(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("not an image")
+    code, stdout, stderr = run(capsys, "inspect", str(path))
+    assert code == 2 and stdout == "" and "notes.txt: not an image format Pillow can read" in stderr
+
+
 @pytest.mark.parametrize("argv", [["watermark", "embed", "{bad}", "{out}"], ["label", "{bad}", "{out}"],
                                   ["watermark", "detect", "{bad}"], ["inspect", "{bad}", "--no-legacy"]])
 def test_cli_malformed_input_exits_2_and_writes_nothing(tmp_path, plain_png, capsys, argv):
