@@ -7,9 +7,10 @@ ships to log collectors as is, and needs no schema migrations. SQLite would add 
 page format between us and that guarantee without adding anything the chain needs.
 
 Each record holds the SHA-256 of the previous record, so editing or deleting any complete record
-breaks verification from that point on. The trail never stores images: only hashes of inputs,
-scores, reasons and the policy fingerprint. Blocked prompt text is stored only when the policy's
-``audit.store_blocked_prompt_text`` is true.
+breaks verification from that point on, except records cut off the end: the shorter chain still
+verifies, so whoever must notice that keeps the last hash elsewhere. The trail never stores images: only hashes of inputs,
+scores, reasons and the policy fingerprint. Prompt text is stored only as the policy's
+``[audit] prompt_text`` allows (`prompt_text_to_store`); by default it is not.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SdguardError
 from .prompt_normalize import replace_lone_surrogates
 from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 GENESIS = "0" * 64
 _TAIL_READ = 1 << 16  # read backwards in 64 KiB steps to find the last record
@@ -78,6 +82,13 @@ class VerifyResult:
         return {"ok": self.ok, "records": self.records, "error": self.error, "partial_tail": self.partial_tail}
 
 
+def prompt_text_to_store(policy: Policy, verdict: Verdict, text: str) -> str | None:
+    """`text` if the policy's ``[audit] prompt_text`` keeps it for this verdict, else None:
+    ``"none"`` keeps nothing, ``"allowed"`` the text of prompts not blocked, ``"all"`` every prompt."""
+    keep = policy.section("audit")["prompt_text"]
+    return text if keep == "all" or (keep == "allowed" and not verdict.blocked) else None
+
+
 class AuditLog:
     """An append-only audit trail at `path`.
 
@@ -102,8 +113,8 @@ class AuditLog:
             verdict (`Verdict`): what was decided.
             input_hash (`str`): `hash_input()` of what was checked.
             host (`str`): who asked ("cli", "comfyui", "a1111", "forge").
-            text (`str`, *optional*): the checked text, passed only where the caller's policy
-                lets it be kept (blocked text only with ``audit.store_blocked_prompt_text``).
+            text (`str`, *optional*): the checked text, stored as given: pass
+                `prompt_text_to_store(...)`, which applies the policy.
             extra (`Mapping`, *optional*): more JSON fields (e.g. the step an in-loop check fired).
         """
         body: dict[str, Any] = {

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..audit import hash_input
+from ..audit import hash_input, prompt_text_to_store
 from ..prompt_guard import check_prompts
 from ..prompt_normalize import replace_lone_surrogates
 from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
@@ -42,12 +42,10 @@ def run(args: argparse.Namespace) -> int:
     policy = policy_from_args(args)
     verdicts = check_prompts(items, policy)
     log = audit_from_args(args, policy)
-    keep_blocked = policy.section("audit")["store_blocked_prompt_text"]
     for (prompt, negative), verdict in zip(items, verdicts):
         if log is not None:
-            keep = keep_blocked or not verdict.blocked
             log.record(verdict, input_hash=hash_input(prompt + "\x00" + negative),
-                       host=policy.section("audit")["host"], text=prompt if keep else None)
+                       host=policy.section("audit")["host"], text=prompt_text_to_store(policy, verdict, prompt))
     if args.input is not None or args.json:
         for verdict in verdicts:
             print_json(verdict.to_dict())

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from sdguard import AuditLog, Finding, load_policy
-from sdguard.audit import hash_input
+from sdguard.audit import hash_input, prompt_text_to_store
 from sdguard.errors import SdguardError
 from sdguard.verdict import decide
 
@@ -118,7 +118,7 @@ def test_a_first_record_cut_short_is_repaired(tmp_path, cut):
 WRITER = textwrap.dedent("""
     import os, signal, sys
     from sdguard import AuditLog, Finding, load_policy
-    from sdguard.audit import hash_input
+    from sdguard.audit import hash_input, prompt_text_to_store
     from sdguard.verdict import decide
     v = decide("prompt", [Finding("sexual", 1.0, "lexical", 1.0, term="x" * 3000)], load_policy("public"))
     log = AuditLog(sys.argv[1])
@@ -179,3 +179,14 @@ def test_text_is_stored_only_when_given(tmp_path):
     assert "secret" not in json.dumps(rec)
     rec = log.record(verdict(), input_hash=hash_input("kept"), text="kept")
     assert rec["text"] == "kept"
+
+
+@pytest.mark.parametrize("setting, stored", [("none", [None, None]), ("allowed", [None, "a cat"]),
+                                             ("all", ["nude", "a cat"])])
+def test_prompt_text_is_stored_only_as_the_policy_allows(tmp_path, setting, stored):
+    path = tmp_path / "p.toml"
+    path.write_text(f'extends = "public"\n[audit]\nprompt_text = "{setting}"\n')
+    policy = load_policy(str(path))
+    allowed = decide("prompt", [], policy)
+    assert [prompt_text_to_store(policy, verdict(), "nude"), prompt_text_to_store(policy, allowed, "a cat")] == stored
+

@@ -96,12 +96,12 @@ def test_usage_errors_exit_2(capsys, tmp_path, lexical_file):
     assert e.value.code == 2
 
 
-def test_audit_flag_records_hashes_not_blocked_text(capsys, tmp_path, lexical_file):
+def test_audit_flag_records_hashes_not_prompt_text(capsys, tmp_path, lexical_file):
     log = tmp_path / "audit.jsonl"
     run(capsys, "check-prompt", "nude secretword", "--policy", lexical_file, "--audit", str(log))
     run(capsys, "check-prompt", "a quiet lake", "--policy", lexical_file, "--audit", str(log))
     text = log.read_text()
-    assert "secretword" not in text and "a quiet lake" in text
+    assert "secretword" not in text and "quiet lake" not in text  # [audit] prompt_text = "none"
     status, out, _ = run(capsys, "audit", "verify", "--path", str(log), "--json")
     assert status == 0 and json.loads(out)["records"] == 2
     status, out, _ = run(capsys, "audit", "tail", "-n", "1", "--path", str(log), "--json")

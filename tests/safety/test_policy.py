@@ -77,7 +77,7 @@ def test_extends_loop_is_an_error(tmp_path):
     ('[prompt]\nsemantic = "sometimes"\n', 2, "not one of required, optional, off"),
     ('[prompt]\nsemantics = "off"\n', 2, "unknown key 'semantics'"),
     ('colour = "red"\n', 1, "unknown key 'colour'"),
-    ('[audit]\nstore_blocked_prompt_text = "yes"\n', 2, "must be bool"),
+    ('[audit]\nprompt_text = "yes"\n', 2, "not one of none, allowed, all"),
     ('[categories.sexual]\nthresholds = { lexical = 2 }\n', 2, "from 0 to 1"),
     ('[categories.drugs]\nthresholds = { lexical = 1.0 }\n', 1, "needs an action"),
     ('name = "x"\n[categories\n', 2, "not valid TOML"),

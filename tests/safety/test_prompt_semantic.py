@@ -308,8 +308,9 @@ def test_lone_surrogates_are_read_as_replacement_characters(policy, tmp_path, ca
     assert verdict.blocked and any(f.source == "semantic" for f in verdict.evidence)
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"prompt": "a red bicycle \ud800"}) + "\n")
-    trail = tmp_path / "audit.jsonl"
-    assert cli_main(["check-prompt", "--input", str(src), "--audit", str(trail)]) == 0
+    trail, keep_text = tmp_path / "audit.jsonl", tmp_path / "keep.toml"
+    keep_text.write_text('extends = "public"\n[audit]\nprompt_text = "allowed"\n')
+    assert cli_main(["check-prompt", "--input", str(src), "--audit", str(trail), "--policy", str(keep_text)]) == 0
     assert json.loads(capsys.readouterr().out)["action"] == "allow"
     assert json.loads(trail.read_text())["text"] == "a red bicycle \ufffd"
     src.write_text(json.dumps({"prompt": "a red bicycle \ud800", "label": "benign"}) + "\n")
