@@ -32,6 +32,7 @@ SD_V1_MIN_AGREEMENT = 0.75
 LEGACY_MIN_SIDE = 256      # invisible-watermark (and so watermark_legacy) refuses smaller images
 HOST_KEYS = ("prompt", "workflow", "parameters")
 METADATA_FORMATS = ("png", "jpeg", "webp")
+C2PA_VALID_STATES = ("Valid", "Trusted")   # c2pa-python's ValidationState names; "Invalid" is tampered
 
 
 def inspect_bytes(data: bytes, *, key: str = DEFAULT_KEY, legacy: bool = True) -> dict[str, Any]:
@@ -130,7 +131,10 @@ def _evidence(report: dict[str, Any]) -> list[str]:
         found.append("implicit_label" + ("" if label["integrity"] == "ok" else f" ({label['integrity']})"))
     c2pa = report["c2pa"]
     if c2pa and "actions" in c2pa:
-        found.append("c2pa")
+        # A manifest whose hashes no longer match the file is a claim about other content: it
+        # is reported, qualified, like a label whose pixel digest does not match.
+        state = c2pa.get("validation_state")
+        found.append("c2pa" if state in C2PA_VALID_STATES else f"c2pa ({str(state).lower()})")
     if report["watermark"]["detected"]:
         found.append("watermark")
     legacy = report["legacy_watermarks"] or {}

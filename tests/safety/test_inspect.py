@@ -59,6 +59,26 @@ def test_inspect_reports_every_layer(tmp_path):
     assert report["c2pa"]["actions"][0]["action"] == "c2pa.created"
 
 
+def test_a_tampered_c2pa_manifest_is_not_evidence(tmp_path, capsys):
+    pytest.importorskip("c2pa")
+    pytest.importorskip("cryptography")
+    from sdguard.c2pa_sign import load_or_create_identity
+    from sdguard.provenance import decode, reencode
+
+    load_or_create_identity(tmp_path / "id")
+    signed = apply(png_bytes(image(256, 256)), ProvenanceOptions(watermark=False, implicit=False, c2pa=True,
+                                                                 c2pa_identity=tmp_path / "id"))
+    rgb, alpha = decode(signed)
+    rgb = rgb.copy()
+    rgb[:128] = 0  # new pixels, every chunk (the manifest included) kept
+    path = tmp_path / "tampered.png"
+    path.write_bytes(reencode(signed, "png", rgb, alpha))
+    report = inspect_bytes(path.read_bytes(), legacy=False)
+    assert report["c2pa"]["validation_state"] == "Invalid"
+    assert report["evidence"] == ["c2pa (invalid)"]
+    assert run(capsys, "inspect", str(path), "--no-legacy", "--require", "c2pa")[0] == 3
+
+
 def test_inspect_without_c2pa_says_it_is_unavailable(monkeypatch):
     import builtins
 
