@@ -28,15 +28,16 @@ TEXTS = ("AI生成", "AI-generated", "AI生成 AI-generated", "人工智能生�
 
 
 def draw_label(rgb: np.ndarray, text: str = TEXTS[0], corner: str = CORNERS[0]) -> np.ndarray:
-    """Draw the visible label onto a copy of an RGB image.
+    """Draw the visible label onto a copy of an RGB or RGBA image.
 
     Args:
-        rgb: HxWx3 uint8 image.
+        rgb: HxWx3 (RGB) or HxWx4 (RGBA) uint8 image. With alpha the box is composited over the
+            pixels as a viewer would, so it shows on a transparent background too.
         text: one of TEXTS (the bundled font has only those glyphs).
         corner: one of CORNERS.
 
     Returns:
-        A new HxWx3 uint8 image.
+        A new uint8 image with as many channels as `rgb`.
 
     Raises:
         ValueError: unknown text or corner, wrong array, or an image too narrow for the label.
@@ -48,8 +49,8 @@ def draw_label(rgb: np.ndarray, text: str = TEXTS[0], corner: str = CORNERS[0]) 
         raise ValueError(f"label text must be one of {TEXTS}, got {text!r}")
     if corner not in CORNERS:
         raise ValueError(f"label corner must be one of {CORNERS}, got {corner!r}")
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("expected an HxWx3 uint8 RGB array")
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+        raise ValueError("expected an HxWx3 (RGB) or HxWx4 (RGBA) uint8 array")
     h, w = rgb.shape[:2]
     target = max(1.0, HEIGHT_FRACTION * min(h, w))
     font = _font_for_height(text, target)
@@ -61,12 +62,13 @@ def draw_label(rgb: np.ndarray, text: str = TEXTS[0], corner: str = CORNERS[0]) 
         raise ValueError(f"image {w}x{h} is too small for a legible label ({box_w}x{box_h} px)")
     x0 = margin if corner.endswith("left") else w - margin - box_w
     y0 = margin if corner.startswith("top") else h - margin - box_h
-    base = Image.fromarray(rgb).convert("RGBA")
+    mode = "RGBA" if rgb.shape[2] == 4 else "RGB"
+    base = Image.fromarray(rgb, mode).convert("RGBA")
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     draw.rectangle((x0, y0, x0 + box_w - 1, y0 + box_h - 1), fill=(0, 0, 0, round(255 * BOX_ALPHA)))
     draw.text((x0 + pad - left, y0 + pad - top), text, font=font, fill=(255, 255, 255, 255))
-    return np.asarray(Image.alpha_composite(base, overlay).convert("RGB"))
+    return np.asarray(Image.alpha_composite(base, overlay).convert(mode))
 
 
 def text_height(text: str, size: int) -> int:

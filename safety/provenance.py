@@ -103,6 +103,8 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
         GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
         FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
+    import numpy as np
+
     fmt = lc.sniff(data)
     if options.visible or options.watermark:
         if _frame_count(data) > 1:  # re-encoding one frame would drop the rest of the animation
@@ -110,7 +112,11 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
                              "(the implicit label and C2PA work on animations)")
         rgb, alpha = decode(data)
         if options.visible:
-            rgb = draw_label(rgb, options.visible_text, options.visible_corner)
+            if alpha is None:
+                rgb = draw_label(rgb, options.visible_text, options.visible_corner)
+            else:  # drawn into RGB alone, the label would stay invisible where the image is transparent
+                rgba = draw_label(np.dstack([rgb, alpha]), options.visible_text, options.visible_corner)
+                rgb, alpha = np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
         if options.watermark:
             rgb = embed(rgb, options.payload or payload_for(options.content_id), key=options.watermark_key,
                         strength=options.watermark_strength, ssim_target=options.watermark_ssim)

@@ -293,3 +293,16 @@ def test_pipeline_keeps_alpha_and_jpeg_exif():
     out = prov.apply(jpeg, prov.ProvenanceOptions(content_id="b"))
     assert Image.open(io.BytesIO(out)).getexif()[0x010E] == "kept"
     assert lab.read_label(out).integrity == "ok"
+
+
+def test_visible_label_shows_on_a_transparent_background():
+    rgba = np.zeros((512, 512, 4), np.uint8)
+    rgba[128:384, 128:384] = (200, 60, 60, 255)  # a subject cut out, transparent elsewhere
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="t", visible=True, watermark=False))
+    shown = Image.new("RGBA", (512, 512), (255, 255, 255, 255))
+    shown.alpha_composite(Image.open(io.BytesIO(out)).convert("RGBA"))  # as a viewer shows it
+    corner = np.asarray(shown.convert("RGB"))[-60:, -140:].astype(int)
+    assert corner.min() < 120 and corner.max() > 240  # the dark box and white text show
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(out)))[:100, :100, 3], np.zeros((100, 100)))
