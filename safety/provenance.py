@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 PNG_COMPRESS_LEVEL = 4      # what ComfyUI's SaveImage uses
 JPEG_QUALITY = 95
 WEBP_QUALITY = 90
+_JPEG_ADOBE_HEADER = b"Adobe"           # APP14: colour transform of the stored channels
+_JPEG_ICC_HEADER = b"ICC_PROFILE\0"     # APP2, then chunk number and count, then the profile
+_ICC_SPACE_OFFSET = 16                  # the profile header's data colour space signature
+_ICC_RGB = b"RGB "
 
 
 @dataclass(frozen=True)
@@ -178,8 +182,7 @@ def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | Non
     if fmt == "jpeg":
         im.save(buf, "JPEG", quality=JPEG_QUALITY)
         fresh, tail = lc.jpeg_segments(buf.getvalue())
-        old, _ = lc.jpeg_segments(original)
-        meta = [(m, p) for m, p in old if 0xE0 <= m <= 0xEF or m == 0xFE]
+        meta = _jpeg_metadata(lc.jpeg_segments(original)[0])
         return lc.jpeg_bytes(meta + [(m, p) for m, p in fresh if not (0xE0 <= m <= 0xEF or m == 0xFE)], tail)
     old_chunks = lc.webp_chunks(original)
     lossless = any(c.kind == b"VP8L" for c in old_chunks)
@@ -190,6 +193,28 @@ def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | Non
     if xmp:
         data = lc.webp_bytes(lc.webp_set_xmp(lc.webp_chunks(data), xmp, im.size, alpha is not None))
     return data
+
+
+def _jpeg_metadata(segments: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """The original's APPn and COM segments that still hold for the re-encoded stream (YCbCr, RGB).
+
+    An Adobe APP14 segment names the old stream's colour transform (0: RGB or CMYK stored as is),
+    and an ICC profile for CMYK or grey describes channels the new stream does not have: kept, either
+    makes decoders read the new pixels in the wrong colours.
+    """
+    icc = next((p for m, p in segments if m == 0xE2 and p.startswith(_JPEG_ICC_HEADER)
+                and p[len(_JPEG_ICC_HEADER):][:1] == b"\x01"), b"")  # chunk 1 of the profile holds its header
+    icc_space = icc[len(_JPEG_ICC_HEADER) + 2 + _ICC_SPACE_OFFSET:][:4]
+    kept = []
+    for marker, payload in segments:
+        if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
+            continue
+        if marker == 0xEE and payload.startswith(_JPEG_ADOBE_HEADER):
+            continue
+        if marker == 0xE2 and payload.startswith(_JPEG_ICC_HEADER) and icc_space != _ICC_RGB:
+            continue
+        kept.append((marker, payload))
+    return kept
 
 
 def _frame_count(data: bytes) -> int:

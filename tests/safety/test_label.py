@@ -306,3 +306,25 @@ def test_visible_label_shows_on_a_transparent_background():
     corner = np.asarray(shown.convert("RGB"))[-60:, -140:].astype(int)
     assert corner.min() < 120 and corner.max() > 240  # the dark box and white text show
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(out)))[:100, :100, 3], np.zeros((100, 100)))
+
+
+@pytest.mark.parametrize("save", [{"keep_rgb": True}, {"cmyk": True}], ids=["rgb-stored-as-is", "cmyk"])
+def test_watermarking_a_jpeg_not_stored_as_ycbcr_keeps_its_colours(save):
+    from PIL import ImageCms
+
+    im = Image.fromarray(pixels(256, 256))
+    buf = io.BytesIO()
+    if save.get("cmyk"):  # Pillow writes an Adobe APP14 segment (transform 0) for CMYK
+        im.convert("CMYK").save(buf, "JPEG", quality=92,
+                                icc_profile=b"\0" * 16 + b"CMYK" + b"\0" * 108)  # a CMYK profile's header
+    else:
+        im.save(buf, "JPEG", quality=92, keep_rgb=True)
+    before = decoded(buf.getvalue()).astype(int)
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="c", implicit=False))
+    assert np.abs(decoded(out).astype(int) - before).mean() < 8  # was ~74 levels off
+    segments = lc.jpeg_segments(out)[0]
+    assert not any(p.startswith(b"Adobe") or p.startswith(b"ICC_PROFILE") for _, p in segments)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb_jpeg = encoded("JPEG", icc_profile=srgb)
+    out = prov.apply(rgb_jpeg, prov.ProvenanceOptions(content_id="c", implicit=False))
+    assert Image.open(io.BytesIO(out)).info["icc_profile"] == srgb  # an RGB profile still describes it
