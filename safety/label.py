@@ -34,6 +34,7 @@ TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trai
 DIGEST_PREFIX = "sha256:"
 LABEL_AI_GENERATED = "1"
 _AIGC_TEXT_KEYWORD = b"AIGC"
+_WIDE_MODES = ("I", "F")   # with "I;16*": Pillow modes of more than 8 bits a sample
 # Properties we own in a merged XMP packet: removed from the old packet before ours goes in.
 _OWN_PROPERTIES = re.compile(
     r"""\s(?:TC260:AIGC|Iptc4xmpExt:DigitalSourceType)\s*=\s*(?:"[^"]*"|'[^']*')"""
@@ -96,6 +97,9 @@ class LabelReport:
 def pixel_digest(data: bytes) -> str:
     """``sha256:`` + base64url of SHA-256 over the decoded RGB pixels (with their size) of an image file.
 
+    Images wider than 8 bits a sample (16-bit, 32-bit int, float) are hashed in their own mode
+    instead (mode, size and samples), because RGB conversion clips them at 255 and so would miss edits.
+
     Raises:
         MalformedImage: PIL cannot decode the file.
     """
@@ -103,11 +107,15 @@ def pixel_digest(data: bytes) -> str:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            rgb = im.convert("RGB")
+            if im.mode.startswith("I;16") or im.mode in _WIDE_MODES:
+                header, pixels = f"{im.width}x{im.height}:{im.mode}:", im.tobytes()
+            else:  # what every label written so far hashes: keep it, or they would stop verifying
+                rgb = im.convert("RGB")
+                header, pixels = f"{rgb.width}x{rgb.height}:", rgb.tobytes()
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None
-    h = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
-    h.update(rgb.tobytes())
+    h = hashlib.sha256(header.encode())
+    h.update(pixels)
     return DIGEST_PREFIX + base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
 
 

@@ -139,23 +139,29 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
 def decode(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB pixels (HxWx3 uint8) and the alpha channel if any.
 
+    16-bit and float images are scaled to 8 bits (``convert("RGB")`` would clip them at 255).
+
     Raises:
         MalformedImage: PIL cannot decode the file.
     """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from .image_guard import _pil_pixels
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-            rgba = im.convert("RGBA") if has_alpha else im.convert("RGB")
+            rgb = _pil_pixels(im)
+            alpha = np.asarray(im.convert("RGBA"))[:, :, 3] if has_alpha else None
     except UnidentifiedImageError:  # its message names a BytesIO object, not the file
         raise MalformedImage("not an image format Pillow can read") from None
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None
-    arr = np.asarray(rgba)
-    return np.ascontiguousarray(arr[:, :, :3]), (np.ascontiguousarray(arr[:, :, 3]) if has_alpha else None)
+    if rgb.ndim == 2:  # a scaled 16-bit or float greyscale image
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(rgb), (np.ascontiguousarray(alpha) if has_alpha else None)
 
 
 def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None) -> bytes:

@@ -328,3 +328,47 @@ def test_watermarking_a_jpeg_not_stored_as_ycbcr_keeps_its_colours(save):
     rgb_jpeg = encoded("JPEG", icc_profile=srgb)
     out = prov.apply(rgb_jpeg, prov.ProvenanceOptions(content_id="c", implicit=False))
     assert Image.open(io.BytesIO(out)).info["icc_profile"] == srgb  # an RGB profile still describes it
+
+
+def gray16_png() -> tuple[bytes, np.ndarray]:
+    values = (np.mgrid[0:256, 0:256][1] * 256).astype(np.uint16)  # a 0..65280 gradient
+    buf = io.BytesIO()
+    Image.fromarray(values).save(buf, "PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I;16")
+    return buf.getvalue(), values
+
+
+def test_a_16_bit_greyscale_png_keeps_its_tones_through_the_pixel_layers():
+    data, values = gray16_png()
+    out = prov.apply(data, prov.ProvenanceOptions(content_id="g", visible=True))
+    grey = decoded(out)[:, :, 0].astype(int)
+    # Away from the label (bottom-right), within a few levels of the 8-bit scaled gradient (was ~255 everywhere).
+    assert np.abs(grey[:128] - values[:128] // 257).mean() < 4
+    assert lab.read_label(out).integrity == "ok"
+
+
+def test_the_pixel_digest_sees_edits_to_16_bit_samples():
+    data, values = gray16_png()
+    labelled = lab.write_label(data, RECORD)
+    assert lab.read_label(labelled).integrity == "ok"
+    buf = io.BytesIO()
+    edited = values.copy()
+    edited[:, 1:] = 65535 - values[:, 1:]  # reversed; every sample is still >= 255, where RGB clips
+    Image.fromarray(edited).save(buf, "PNG")
+    chunks = lc.png_chunks(labelled)
+    fresh = [c for c in lc.png_chunks(buf.getvalue()) if c.kind == b"IDAT"]
+    tampered = lc.png_bytes([c for c in chunks if c.kind not in (b"IDAT", b"IEND")] + fresh + [chunks[-1]])
+    assert lab.read_label(tampered).integrity == "mismatch"
+
+
+def test_the_pixel_digest_of_8_bit_images_is_unchanged():
+    # Labels already written must keep verifying: for 8-bit images the digest is still over the RGB pixels.
+    import base64
+    import hashlib
+
+    for mode in ("RGB", "RGBA", "P", "L"):
+        buf = io.BytesIO()
+        Image.fromarray(pixels(64, 48)).convert(mode).save(buf, "PNG")
+        rgb = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        digest = hashlib.sha256(b"48x64:" + rgb.tobytes()).digest()
+        assert lab.pixel_digest(buf.getvalue()) == "sha256:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
