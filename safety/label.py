@@ -176,7 +176,7 @@ def read_label(data: bytes) -> LabelReport:
     Raises:
         MalformedImage: the file is malformed or not one of the three formats.
     """
-    found = [(where, rec) for where, rec in _labels(data)]
+    found = find_labels(data)
     if not found:
         return LabelReport(None, None, 0, "absent")
     where, record = found[0]
@@ -187,7 +187,12 @@ def read_label(data: bytes) -> LabelReport:
     return LabelReport(asdict(record), where, len(found), integrity)
 
 
-def _labels(data: bytes) -> list[tuple[str, AigcRecord]]:
+def find_labels(data: bytes) -> list[tuple[str, AigcRecord]]:
+    """Every implicit label in a file, as (location, record), without checking the pixel digest.
+
+    Raises:
+        MalformedImage: the file is malformed or not one of the three formats.
+    """
     fmt = lc.sniff(data)
     texts: dict[str, str] = {}
     if fmt == "png":

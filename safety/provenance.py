@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import label_containers as lc
-from .label import AigcRecord, write_label
+from .label import DIGEST_PREFIX, AigcRecord, find_labels, write_label
 from .label_containers import MalformedImage
 from .label_visible import CORNERS, TEXTS, draw_label
 from .watermark import DEFAULT_KEY, DEFAULT_STRENGTH, SSIM_TARGET, embed
@@ -45,8 +45,9 @@ class ProvenanceOptions:
         visible: draw the visible label; visible_text (one of label_visible.TEXTS) and visible_corner.
         watermark: embed sdguard's invisible watermark; payload (6 bytes) defaults to the first
             48 bits of SHA-256(content_id), which ties the mark to the implicit label's ProduceID.
-        implicit: write the GB 45438 implicit label (producer = ContentProducer, content_id = ProduceID;
-            a random UUID when empty).
+        implicit: write the GB 45438 implicit label (producer = ContentProducer, content_id = ProduceID).
+            An empty content_id is filled in by with_content_id: the ProduceID of the file's own
+            sdguard label when it has one, else a random UUID.
         c2pa: sign a C2PA manifest with the identity in c2pa_identity (folder with cert chain + key,
             which must be there); without one, with sdguard's local identity (created when absent).
     """
@@ -61,7 +62,7 @@ class ProvenanceOptions:
     watermark_ssim: float = SSIM_TARGET
     implicit: bool = True
     producer: str = ""
-    content_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    content_id: str = ""
     c2pa: bool = False
     c2pa_identity: Path | None = None
 
@@ -90,12 +91,30 @@ def payload_for(content_id: str) -> bytes:
     return hashlib.sha256(content_id.encode("utf-8")).digest()[:6]
 
 
+def with_content_id(data: bytes, options: ProvenanceOptions) -> ProvenanceOptions:
+    """`options` with its content ID filled in when empty.
+
+    A file that already carries an sdguard label (its ReservedCode1 is our pixel digest) keeps that
+    label's ProduceID, so re-labelling it (to add a producer, say) keeps the watermark, whose
+    payload derives from the ID, tied to the label. Anything else gets a new random UUID.
+
+    Raises:
+        MalformedImage: the file is malformed or not a PNG, JPEG or WebP.
+    """
+    if options.content_id:
+        return options
+    own = [rec.ProduceID for _, rec in find_labels(data)
+           if rec.ProduceID and rec.ReservedCode1.startswith(DIGEST_PREFIX)]
+    return replace(options, content_id=own[0] if own else uuid.uuid4().hex)
+
+
 def apply(data: bytes, options: ProvenanceOptions) -> bytes:
     """Add the requested provenance layers to an encoded image.
 
     Args:
         data: a PNG, JPEG or WebP file.
-        options: which layers, see ProvenanceOptions.
+        options: which layers, see ProvenanceOptions; an empty content_id is filled in as
+            with_content_id does (call it first to learn the ID).
 
     Returns:
         The new file's bytes.
@@ -110,6 +129,7 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
     import numpy as np
 
     fmt = lc.sniff(data)
+    options = with_content_id(data, options)
     if options.visible or options.watermark:
         if _frame_count(data) > 1:  # re-encoding one frame would drop the rest of the animation
             raise ValueError("an animated image: the visible label and the watermark are for still images "

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("--visible", action="store_true", default=None, help="draw the visible label")
     lab.add_argument("--watermark", action="store_true", default=None, help="also embed the invisible watermark")
     lab.add_argument("--producer", metavar="NAME", help="ContentProducer (provider name or TC260 code)")
-    lab.add_argument("--content-id", metavar="ID", help="ProduceID (default: a random UUID)")
+    lab.add_argument("--content-id", metavar="ID",
+                     help="ProduceID (default: the file's own sdguard label's, else a random UUID)")
     lab.add_argument("--c2pa", action="store_true", default=None,
                      help="sign a C2PA manifest (local self-signed identity unless --c2pa-identity)")
     lab.add_argument("--c2pa-identity", metavar="DIR", help="folder with c2pa-cert-chain.pem and c2pa-key.pem")
@@ -118,7 +119,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from ..provenance import apply, options_from_policy
+    from ..provenance import apply, options_from_policy, with_content_id
 
     policy = policy_from_args(args)
     overrides = {"visible": args.visible, "watermark": args.watermark or False, "producer": args.producer,
@@ -127,6 +128,7 @@ def run_label(args: argparse.Namespace) -> int:
     data = _read(args.input)
     try:
         _check_suffix(args.output, sniff(data))
+        options = with_content_id(data, options)  # the ID to report: the file's own, else a new one
         out = apply(data, options)
     except (MalformedImage, ValueError) as e:
         raise UsageError(f"{args.input}: {e}") from None

@@ -141,6 +141,19 @@ def test_cli_label_and_inspect(tmp_path, plain_png, capsys):
     assert code == 0 and "implicit label: none" in stdout and "evidence: host_metadata" in stdout
 
 
+def test_cli_relabelling_keeps_the_content_id_that_ties_the_watermark_to_the_label(tmp_path, plain_png, capsys):
+    out = tmp_path / "labelled.png"
+    code, stdout, _ = run(capsys, "label", str(plain_png), str(out), "--watermark", "--json")
+    first = json.loads(stdout)["content_id"]
+    assert code == 0 and first
+    code, stdout, _ = run(capsys, "label", str(out), str(out), "--producer", "My Studio", "--json")
+    assert code == 0 and json.loads(stdout)["content_id"] == first
+    report = inspect_bytes(out.read_bytes(), legacy=False)
+    assert report["implicit_label"]["record"]["ProduceID"] == first and report["watermark"]["matches_label"]
+    code, stdout, _ = run(capsys, "label", str(plain_png), str(tmp_path / "new.png"), "--content-id", "", "--json")
+    assert code == 0 and json.loads(stdout)["content_id"] not in ("", first)  # unlabelled: a new random ID
+
+
 def test_cli_inspect_reads_the_watermark_of_a_bmp_and_says_its_label_was_not_checked(tmp_path, capsys):
     from sdguard.watermark import embed
 
