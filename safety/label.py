@@ -35,11 +35,8 @@ DIGEST_PREFIX = "sha256:"
 LABEL_AI_GENERATED = "1"
 _AIGC_TEXT_KEYWORD = b"AIGC"
 _WIDE_MODES = ("I", "F")   # with "I;16*": Pillow modes of more than 8 bits a sample
-# Properties we own in a merged XMP packet: removed from the old packet before ours goes in.
-_OWN_PROPERTIES = re.compile(
-    r"""\s(?:TC260:AIGC|Iptc4xmpExt:DigitalSourceType)\s*=\s*(?:"[^"]*"|'[^']*')"""
-    r"""|<(TC260:AIGC|Iptc4xmpExt:DigitalSourceType)\b[^>]*>.*?</\1\s*>""",
-    re.S)
+# Properties we own in a merged XMP packet, by namespace: removed from the old packet before ours goes in.
+_OWN_PROPERTIES = ((TC260_NS, "AIGC"), (IPTC_EXT_NS, "DigitalSourceType"))
 _EMPTY_DESCRIPTION = re.compile(r"<rdf:Description\s+rdf:about=(?:\"\"|'')(?:\s+xmlns:\w+=(?:\"[^\"]*\"|'[^']*'))*\s*/>")
 
 
@@ -129,9 +126,9 @@ def build_xmp(record: AigcRecord, existing: str | None = None) -> str:
                    f'TC260:AIGC={quoteattr(record.to_json())} '
                    f'Iptc4xmpExt:DigitalSourceType="{TRAINED_ALGORITHMIC_MEDIA}"/>')
     if existing and "</rdf:RDF>" in existing and _parses(existing):
-        stripped = _EMPTY_DESCRIPTION.sub("", _OWN_PROPERTIES.sub("", existing))
+        stripped = _EMPTY_DESCRIPTION.sub("", _own_properties(existing).sub("", existing))
         merged = stripped.replace("</rdf:RDF>", description + "</rdf:RDF>", 1)
-        if _parses(merged):
+        if _parses(merged) and len(_xmp_records(merged)) == 1:  # ours alone: the standard allows one label
             return merged
         logger.warning("could not merge into the existing XMP packet; replacing it")
     elif existing and existing.strip():
@@ -229,6 +226,23 @@ def _xmp_records(xmp: str) -> list[AigcRecord]:
         except ValueError:
             logger.warning("TC260:AIGC is not valid JSON; ignored")
     return records
+
+
+def _own_properties(xmp: str) -> re.Pattern[str]:
+    """The attributes and elements of `xmp` that hold a property we own, whatever prefix the
+    packet binds to its namespace (another tool may write ``tc:AIGC`` for ``TC260:AIGC``).
+
+    `xmp` must parse (see _parses).
+    """
+    prefixes = {(uri, prefix) for _, (prefix, uri) in
+                ElementTree.iterparse(io.StringIO(_strip_xpacket(xmp)), events=("start-ns",))}
+    names = [f"{re.escape(prefix)}:{name}" for uri, name in _OWN_PROPERTIES
+             for bound_uri, prefix in prefixes if bound_uri == uri and prefix]
+    if not names:
+        return re.compile(r"(?!)")  # nothing to remove
+    alternatives = "|".join(names)
+    return re.compile(rf"""\s(?:{alternatives})\s*=\s*(?:"[^"]*"|'[^']*')|<({alternatives})\b[^>]*>.*?</\1\s*>""",
+                      re.S)
 
 
 def _strip_xpacket(xmp: str) -> str:

@@ -113,6 +113,21 @@ def test_foreign_xmp_properties_are_kept():
     assert 'xmp:CreatorTool="Krita"' in xmp and "TC260:AIGC" in xmp
 
 
+def test_a_label_under_another_prefix_for_the_tc260_namespace_is_replaced_and_the_rest_kept():
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              f'<rdf:Description rdf:about="" xmlns:tc="{lab.TC260_NS}" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+              'xmp:CreatorTool="OtherTool" tc:AIGC="{&quot;Label&quot;:&quot;1&quot;,&quot;ProduceID&quot;:&quot;old&quot;}"/>'
+              '</rdf:RDF></x:xmpmeta>')
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", packet)
+    buf = io.BytesIO()
+    Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
+    out = lab.write_label(buf.getvalue(), RECORD)
+    report = lab.read_label(out)
+    assert report.count == 1 and report.record["ProduceID"] == RECORD.ProduceID and report.integrity == "ok"
+    assert 'xmp:CreatorTool="OtherTool"' in Image.open(io.BytesIO(out)).text["XML:com.adobe.xmp"]
+
+
 def test_a_jpeg_whose_own_xmp_leaves_no_room_is_refused_by_size_not_as_malformed():
     packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
               '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:description="'
