@@ -35,6 +35,7 @@ _JPEG_ADOBE_HEADER = b"Adobe"           # APP14: colour transform of the stored 
 _JPEG_ICC_HEADER = b"ICC_PROFILE\0"     # APP2, then chunk number and count, then the profile
 _ICC_SPACE_OFFSET = 16                  # the profile header's data colour space signature
 _ICC_RGB = b"RGB "
+_JPEG_MPF_HEADER = b"MPF\0"             # APP2: index of a multi-picture JPEG's further pictures
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def _jpeg_metadata(segments: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]
 
     An Adobe APP14 segment names the old stream's colour transform (0: RGB or CMYK stored as is),
     and an ICC profile for CMYK or grey describes channels the new stream does not have: kept, either
-    makes decoders read the new pixels in the wrong colours.
+    makes decoders read the new pixels in the wrong colours. A multi-picture (MPF) index points at
+    pictures after the first one's end, which the re-encoded stream no longer carries.
     """
     icc = next((p for m, p in segments if m == 0xE2 and p.startswith(_JPEG_ICC_HEADER)
                 and p[len(_JPEG_ICC_HEADER):][:1] == b"\x01"), b"")  # chunk 1 of the profile holds its header
@@ -239,6 +241,8 @@ def _jpeg_metadata(segments: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]
             continue
         if marker == 0xE2 and payload.startswith(_JPEG_ICC_HEADER) and icc_space != _ICC_RGB:
             continue
+        if marker == 0xE2 and payload.startswith(_JPEG_MPF_HEADER):
+            continue
         kept.append((marker, payload))
     return kept
 
@@ -248,8 +252,8 @@ def _frame_count(data: bytes) -> int:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            # A multi-picture JPEG (a phone's HDR gain map, a 3D pair) shows and re-encodes as its
-            # first picture, as it did before this check; only animations lose frames.
+            # A multi-picture JPEG (a phone's HDR gain map, a 3D pair) shows as its first picture and
+            # re-encodes as that picture alone (see _jpeg_metadata); only animations are refused.
             return 1 if im.format == "MPO" else int(getattr(im, "n_frames", 1))
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None

@@ -294,6 +294,12 @@ def test_a_multi_picture_jpeg_is_not_taken_for_an_animation():
     assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
     out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="m", visible=True))
     assert lab.read_label(out).integrity == "ok"
+    # Re-encoded as its first picture alone: an index still naming a second one made a broken file.
+    assert not any(p.startswith(b"MPF\0") for _, p in lc.jpeg_segments(out)[0])
+    reread = Image.open(io.BytesIO(out))
+    assert reread.format == "JPEG" and getattr(reread, "n_frames", 1) == 1
+    labelled = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="m", watermark=False))
+    assert Image.open(io.BytesIO(labelled)).n_frames == 2  # the label alone keeps every picture
 
 
 def test_pipeline_keeps_alpha_and_jpeg_exif():
