@@ -113,14 +113,19 @@ def _classify(previews: tuple[tuple[Any, ...], ...], policy: Policy, checker: Ch
         frame_verdicts = list(checker(flat, policy, stage=STAGE))
         if len(frame_verdicts) != len(flat):
             raise RuntimeError(f"{len(frame_verdicts)} verdicts for {len(flat)} previews")
+        # A custom checker returning something else (None, dicts) must block here: failing later,
+        # outside this guard, would raise past the monitor and use up the scheduled steps unjudged.
+        wrong = [type(v).__name__ for v in frame_verdicts if not isinstance(v, Verdict)]
+        if wrong:
+            raise TypeError(f"the checker returned a {wrong[0]}, not a Verdict")
+        out, start = [], 0
+        for item in previews:
+            frames = frame_verdicts[start:start + len(item)]
+            out.append(frames[0].merge(*frames[1:]))
+            start += len(item)
     except Exception as e:  # noqa: BLE001 - a classifier that fails must block, never pass
         logger.exception("preview classifier failed")
         return [unavailable(STAGE, policy, "the preview classifier", e) for _ in previews]
-    out, start = [], 0
-    for item in previews:
-        frames = frame_verdicts[start:start + len(item)]
-        out.append(frames[0].merge(*frames[1:]))
-        start += len(item)
     return out
 
 

@@ -313,6 +313,15 @@ def test_checker_returning_too_few_verdicts_blocks(tmp_path):
         monitor.on_step(5, 20, latent(CLEAN, CLEAN))
 
 
+@pytest.mark.parametrize("garbage", [None, {"action": "block"}])
+def test_checker_returning_non_verdicts_blocks(tmp_path, garbage):
+    monitor = monitor_for(make_policy(tmp_path), checker=lambda images, policy, stage: [garbage] * len(images))
+    with pytest.raises(Blocked, match="not a Verdict") as e:   # not a raw error a host may log and ignore
+        monitor.on_step(5, 20, latent(CLEAN, CLEAN))
+    assert set(e.value.verdict.codes) == {GUARD_UNAVAILABLE}
+    assert monitor.finish().action is Action.BLOCK
+
+
 def test_decoder_failure_blocks(tmp_path):
     class Broken:
         name, upscale = "broken", 1
