@@ -35,6 +35,7 @@ _JPEG_ADOBE_HEADER = b"Adobe"           # APP14: colour transform of the stored 
 _JPEG_ICC_HEADER = b"ICC_PROFILE\0"     # APP2, then chunk number and count, then the profile
 _ICC_SPACE_OFFSET = 16                  # the profile header's data colour space signature
 _ICC_RGB = b"RGB "
+_EXIF_ORIENTATION = 0x0112
 _JPEG_MPF_HEADER = b"MPF\0"             # APP2: index of a multi-picture JPEG's further pictures
 
 
@@ -127,8 +128,6 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
         GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
         FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
-    import numpy as np
-
     fmt = lc.sniff(data)
     options = with_content_id(data, options)
     if options.visible or options.watermark:
@@ -137,11 +136,7 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
                              "(the implicit label and C2PA work on animations)")
         rgb, alpha = decode(data)
         if options.visible:
-            if alpha is None:
-                rgb = draw_label(rgb, options.visible_text, options.visible_corner)
-            else:  # drawn into RGB alone, the label would stay invisible where the image is transparent
-                rgba = draw_label(np.dstack([rgb, alpha]), options.visible_text, options.visible_corner)
-                rgb, alpha = np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+            rgb, alpha = _draw_visible(rgb, alpha, options, _orientation(data))
         if options.watermark:
             rgb = embed(rgb, options.payload or payload_for(options.content_id), key=options.watermark_key,
                         strength=options.watermark_strength, ssim_target=options.watermark_ssim)
@@ -155,6 +150,39 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
                       else load_or_create_identity(default_identity_dir()))
         data = sign(data, fmt, chain, key, title=f"{options.content_id}.{fmt}")
     return data
+
+
+def _draw_visible(rgb: np.ndarray, alpha: np.ndarray | None, options: ProvenanceOptions,
+                  orientation: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The visible label drawn upright in the chosen corner of the image as viewers show it (after
+    its EXIF orientation), and over the alpha channel too, so it shows where the image is transparent."""
+    import numpy as np
+    from PIL import Image
+
+    turn = Image.Transpose
+    show = {2: turn.FLIP_LEFT_RIGHT, 3: turn.ROTATE_180, 4: turn.FLIP_TOP_BOTTOM, 5: turn.TRANSPOSE,
+            6: turn.ROTATE_270, 7: turn.TRANSVERSE, 8: turn.ROTATE_90}.get(orientation)  # as ImageOps.exif_transpose
+    pixels = rgb if alpha is None else np.dstack([rgb, alpha])
+    if show is not None:
+        pixels = np.asarray(Image.fromarray(pixels).transpose(show))
+    pixels = draw_label(pixels, options.visible_text, options.visible_corner)
+    if show is not None:  # back to the stored orientation, which the EXIF tag still describes
+        back = {turn.ROTATE_90: turn.ROTATE_270, turn.ROTATE_270: turn.ROTATE_90}.get(show, show)
+        pixels = np.asarray(Image.fromarray(pixels).transpose(back))
+    if alpha is None:
+        return np.ascontiguousarray(pixels), None
+    return np.ascontiguousarray(pixels[:, :, :3]), np.ascontiguousarray(pixels[:, :, 3])
+
+
+def _orientation(data: bytes) -> int:
+    """The EXIF Orientation tag (1, upright, when absent or unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block does not stop the label; the file decoded already
+        return 1
 
 
 def decode(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:

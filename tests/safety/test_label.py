@@ -393,3 +393,17 @@ def test_the_pixel_digest_of_8_bit_images_is_unchanged():
         rgb = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
         digest = hashlib.sha256(b"48x64:" + rgb.tobytes()).digest()
         assert lab.pixel_digest(buf.getvalue()) == "sha256:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_visible_label_is_upright_in_its_corner_as_the_image_is_shown(orientation):
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.new("RGB", (400, 300), (255, 255, 255)).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    out = prov.apply(buf.getvalue(), prov.ProvenanceOptions(content_id="o", visible=True, watermark=False))
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(out))).convert("L")).astype(int)
+    expected = np.asarray(Image.fromarray(vis.draw_label(np.full((*shown.shape, 3), 255, np.uint8))).convert("L"))
+    assert np.abs(shown - expected.astype(int)).mean() < 3  # as if drawn on the upright image (JPEG noise aside)
