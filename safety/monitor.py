@@ -345,7 +345,8 @@ class LoopMonitor:
         """The run so far (`finish` returns the same and resets)."""
         state = self._state
         verdict = state.blocked or state.worst
-        blocked_at = int(state.blocked.details["step"]) if state.blocked is not None else None
+        # Where the block fired (in background mode, later than the step its check read: details["step"]).
+        blocked_at = int(state.blocked.details["stopped_at"]) if state.blocked is not None else None
         saved = int(state.blocked.details["steps_saved"]) if state.blocked is not None else 0
         return MonitorSummary(self.format.family, getattr(self.decoder, "name", "none"), tuple(state.checks),
                               verdict, blocked_at, saved, state.passes)

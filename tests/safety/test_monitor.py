@@ -615,6 +615,8 @@ def test_background_block_fires_after_the_result_arrives(tmp_path):
     assert (details["step"], details["stopped_at"], details["steps_saved"]) == (5, 7, 12)
     assert checker.threads == ["sdguard-monitor_0"]
     assert monitor.summary().checks[0].applied_at == 7
+    summary = monitor.finish()
+    assert (summary.blocked_at, summary.steps_saved) == (7, 12)   # where it fired, not the step it read
 
 
 def test_background_final_step_waits_for_every_check(tmp_path):
