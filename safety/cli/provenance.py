@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -229,11 +230,23 @@ def _write_atomic(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        if sys.platform != "win32":  # mkstemp makes the file owner-only
+            os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if sys.platform != "win32":  # mkstemp makes the file owner-only; give it the usual umask permissions
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(target, 0o666 & ~mask)
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions of the file being replaced (labelling a private file in place must not make
+    it readable to others), else the usual ones for a new file under the umask."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISREG(mode):
+        return stat.S_IMODE(mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -235,3 +237,15 @@ def test_cli_label_with_an_unusable_c2pa_identity_exits_2_and_writes_nothing(tmp
 def test_cli_rejects_bad_payload(tmp_path, plain_png, capsys):
     code, _, stderr = run(capsys, "watermark", "embed", str(plain_png), str(tmp_path / "o.png"), "--payload", "zz")
     assert code == 2 and "hex" in stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_cli_labelling_in_place_keeps_the_file_private(tmp_path, plain_png, capsys):
+    plain_png.chmod(0o600)
+    assert run(capsys, "label", str(plain_png), str(plain_png))[0] == 0
+    assert plain_png.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "fresh.png"
+    assert run(capsys, "label", str(plain_png), str(fresh))[0] == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~mask  # a new file: the usual permissions
