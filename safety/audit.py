@@ -180,7 +180,10 @@ class AuditLog:
         with open(self.path, "rb") as f:
             for lineno, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n"):
-                    return VerifyResult(True, count, None, partial_tail=True)
+                    if _starts_like_record(raw):  # what the next record() cuts off: a write cut short
+                        return VerifyResult(True, count, None, partial_tail=True)
+                    return VerifyResult(False, count, f"line {lineno}: an incomplete last line that is not "
+                                                      f"an audit record (appending refuses to cut it off)")
                 try:
                     rec = json.loads(raw)
                 except ValueError:
@@ -221,8 +224,7 @@ class AuditLog:
             if not isinstance(last[0], str) or type(last[1]) is not int:  # a hand edit: "seq": "5"
                 raise self._damaged()
         if end != size:
-            head = os.pread(fd, len(_RECORD_START), end)
-            if head != _RECORD_START[:len(head)]:
+            if not _starts_like_record(os.pread(fd, len(_RECORD_START), end)):
                 raise self._damaged()
             os.ftruncate(fd, end)
         return last
@@ -231,6 +233,12 @@ class AuditLog:
         return SdguardError(f"{self.path}: the last record is damaged or this is not an audit trail, so "
                             f"the chain cannot be continued (the file was left as it is); run `sdguard "
                             f"audit verify --path {self.path}` and move the file aside to start a new trail")
+
+
+def _starts_like_record(partial: bytes) -> bool:
+    """Whether an incomplete last line could be a record cut short (so it may be cut off)."""
+    head = partial[:len(_RECORD_START)]
+    return head == _RECORD_START[:len(head)]
 
 
 def _after_last_newline(fd: int, limit: int) -> int:

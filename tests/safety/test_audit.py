@@ -190,3 +190,14 @@ def test_prompt_text_is_stored_only_as_the_policy_allows(tmp_path, setting, stor
     allowed = decide("prompt", [], policy)
     assert [prompt_text_to_store(policy, verdict(), "nude"), prompt_text_to_store(policy, allowed, "a cat")] == stored
 
+
+
+def test_verify_does_not_call_a_partial_line_that_is_no_record_a_cut_write(tmp_path):
+    path = tmp_path / "a.jsonl"
+    log = AuditLog(path)
+    log.record(verdict(), input_hash=hash_input("x"))
+    path.write_bytes(path.read_bytes() + b"hello")  # appended by something else, not a record cut short
+    result = log.verify()
+    assert not result.ok and result.records == 1 and "not an audit record" in result.error
+    with pytest.raises(SdguardError, match="not an audit trail"):  # agrees with what appending does
+        log.record(verdict(), input_hash=hash_input("y"))
