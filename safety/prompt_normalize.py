@@ -1,10 +1,10 @@
 """Text folding and word splitting for the lexical prompt guard.
 
 `fold()` maps a prompt to the canonical form the term lists are written in, one character at a
-time (so it is linear and keeps a map back to the original): zero-width/format characters and
-combining marks are dropped, NFKC turns full-width, mathematical and circled letters into plain
-ones, case and accents go, look-alike letters from Cyrillic/Greek become Latin, and traditional
-Chinese becomes simplified. `Words` splits folded text into Latin words and glues letters that
+time (so it is linear and keeps a map back to the original): zero-width/format characters,
+control characters and combining marks are dropped, NFKC turns full-width, mathematical and
+circled letters into plain ones, case and accents go, look-alike letters from Cyrillic/Greek
+become Latin, and traditional Chinese becomes simplified. `Words` splits folded text into Latin words and glues letters that
 were spaced out or split by punctuation ("n u d e", "n.u.d.e", "nu.de") back together;
 `cjk_spaced_runs()` does the same for single CJK characters ("萝 莉", "小.女.孩"). All of it is
 regular expressions without backtracking and C-level list work, so 1 MB is a fraction of a second.
@@ -31,6 +31,17 @@ from typing import NamedTuple
 # Unicode categories removed outright: non-spacing and enclosing marks (accents, zalgo), format
 # characters (zero-width space/joiners, soft hyphen, bidi controls, tag characters).
 _DROP_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+# Control characters (category Cc) are dropped too, except these, which are ordinary whitespace.
+# CLIP hosts delete controls before tokenizing (transformers' BERT-style cleaning deletes every
+# Cc but these; ftfy deletes U+00-08, 0B, 0E-1F, 7F), so "lo\x00li" reaches the model as "loli".
+_KEPT_CONTROLS = frozenset("\t\n\r")
+# Controls the two cleanings read differently: ftfy keeps form feed as whitespace and turns NEL
+# into a line break, BERT-style cleaning deletes both. Folded to a joiner, so the lexical guard
+# reads both ways: as separate words and, rejoined, as one ("lo\x0cli", "12\x0cyear old").
+_EITHER_CONTROLS = frozenset("\x0c\x85")
+_EITHER_FOLD = "."
+# ASCII controls that `fold` must not leave to its lower-casing fast path.
+_ASCII_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Characters that render blank but are letters or symbols in Unicode: treat them as spaces.
 _BLANKS = frozenset("\u3164\u115f\u1160\uffa0\u2800")
 # Latin words: letters, digits, and the two symbols people substitute for letters ("@", "$").
@@ -112,7 +123,10 @@ def _fold_char(ch: str) -> str:
     """The folded form of one character: "" (dropped), one character, or a few (ligatures)."""
     if ch in _BLANKS:
         return " "
-    if unicodedata.category(ch) in _DROP_CATEGORIES:
+    if ch in _EITHER_CONTROLS:
+        return _EITHER_FOLD
+    category = unicodedata.category(ch)
+    if category in _DROP_CATEGORIES or (category == "Cc" and ch not in _KEPT_CONTROLS):
         return ""
     text = unicodedata.normalize("NFKC", ch)
     text = "".join(_CONFUSABLES.get(c, c) for c in text).lower()
@@ -198,14 +212,15 @@ def fold(text: str) -> Folded:
         text (`str`): any text.
 
     Returns:
-        `Folded`: ``.text`` is lower-case, NFKC, accent-free, zero-width-free, look-alikes mapped.
+        `Folded`: ``.text`` is lower-case, NFKC, accent-free, zero-width- and control-free,
+        look-alikes mapped.
 
     Raises:
         `TypeError`: `text` is not a `str`.
     """
     if not isinstance(text, str):
         raise TypeError(f"expected str, got {type(text).__name__}")
-    if text.isascii():
+    if text.isascii() and _ASCII_CONTROL_RE.search(text) is None:
         return Folded(text.lower(), text, True)
     folded = text.translate(_TABLE)
     return Folded(folded, text, _TABLE.non_unit.isdisjoint(text))

@@ -231,6 +231,24 @@ def test_obfuscated_minor_sexual_is_blocked_even_in_adult(lexical_policy, text):
     assert check_prompt(text, policy=lexical_policy("adult")).blocked
 
 
+# CLIP hosts delete control characters before tokenizing, so "lo\x00li" reaches the model as "loli".
+@pytest.mark.parametrize("control", ["\x00", "\x07", "\x0b", "\x1c", "\x1f", "\x7f", "\x80", "\x9f"])
+def test_control_characters_inside_a_word_are_dropped(lexicon, lexical_policy, control):
+    text = f"lo{control}li nude"
+    found = [h for h in lexicon.scan(text) if h.term == "loli"]
+    assert found and found[0].span == (0, 5)
+    assert check_prompt(text, policy=lexical_policy("adult")).blocked
+    # The adult cue in a negative prompt is a minor cue, however it is disguised.
+    assert check_prompt("nude woman", f"a{control}dult", policy=lexical_policy("adult")).blocked
+
+
+@pytest.mark.parametrize("control", ["\x0c", "\x85"])
+def test_form_feed_and_next_line_are_read_both_as_a_gap_and_as_nothing(lexicon, control):
+    # ftfy reads them as whitespace, BERT-style cleaning deletes them: both readings are checked.
+    assert ("minor", "loli") in hits(lexicon, f"lo{control}li")
+    assert ("minor", "12 year old") in hits(lexicon, f"nude, 12{control}year old")
+
+
 def test_obfuscation_in_cjk(lexicon):
     assert ("sexual", "裸体") in hits(lexicon, "裸\u200b體")
     assert ("minor", "萝莉") in hits(lexicon, "萝\u0301莉")
