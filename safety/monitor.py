@@ -17,15 +17,16 @@ A host that throws the run away instead (an error, an interrupt it will not deco
 Checks run at the policy's fractions of the run (``[monitor] schedule``) and on the final step.
 ``on_step`` is idempotent per step: samplers that call the model several times per step
 (Heun, DPM-2, SDE, restart) or hooks that fire per evaluation may repeat a step; the repeat
-returns the same result without decoding again. A step going back, a new `total`, or a new
-latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
+returns the same result without decoding again (if the pass ends there, its x0 gets the final
+check, below: a second 1-step pass looks like a repeat). A step going back, a new `total`, or a
+new latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
 
 Some samplers report a different number of steps than `total` (ComfyUI passes ``len(sigmas) - 1``
 to every sampler): ``dpm_adaptive`` chooses its own steps and may report more, which count as
 the last step; ``dpm_fast`` reports about a third as many, so the run ends before its last step.
-When the last x0 a pass reported was not checked (it ended early, or ran past `total`), and
-``check_final`` is on, that x0 is checked when the next pass starts or at `finish`, which then
-raises `Blocked` on a block.
+When the last x0 a pass reported was not checked (it ended early, ran past `total`, or repeated
+its last step), and ``check_final`` is on, that x0 is checked when the next pass starts or at
+`finish`, which then raises `Blocked` on a block.
 
 With ``[monitor] background = true`` the previews are decoded on the caller's thread (where x0
 lives, e.g. the GPU) and classified on one worker thread while sampling goes on, so the CPU
@@ -276,7 +277,7 @@ class LoopMonitor:
         step, total = _index(step, "step"), _index(total, "total")
         if total < 1 or step < 0:
             raise ValueError(f"step {step} of {total}: need total >= 1 and step >= 0")
-        past_end, step = step >= total, min(step, total - 1)
+        step = min(step, total - 1)
         if not self.enabled:
             return StepResult(step, total, False)
         self.format.check_shape(tuple(x0.shape))
@@ -292,8 +293,10 @@ class LoopMonitor:
         elif state.last_step is not None and step < state.last_step:
             self._new_pass(f"step went back {state.last_step} → {step}")
         elif step == state.last_step and state.last_result is not None:
-            if past_end:
-                state.unchecked_x0 = x0  # a sampler running past `total`: the final check must read this
+            # No check read this x0: a sampler running past `total`, a later evaluation of the
+            # step, or a second pass that looks like a repeat (two 1-step Turbo/LCM passes). If the
+            # pass ends here, the final check must read it.
+            state.unchecked_x0 = x0
             return state.last_result
         if state.meta is None:
             state.meta, state.total, state.batch = meta, total, x0.shape[0]

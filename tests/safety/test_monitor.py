@@ -158,6 +158,15 @@ def test_steps_past_total_count_as_the_last_step_and_the_last_x0_is_checked_at_f
         late.finish()
 
 
+def test_a_second_one_step_pass_is_checked_at_finish(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, "block"))
+    assert monitor.on_step(0, 1, latent(CLEAN)).checked             # a 1-step Turbo / LCM pass
+    monitor.on_step(0, 1, latent(FLAG))      # a second 1-step pass: same step, so served as a repeat
+    with pytest.raises(Blocked) as e:
+        monitor.finish()
+    assert e.value.verdict.details["step"] == 0
+
+
 def test_background_final_check_at_finish_waits_for_older_checks_first(tmp_path):
     checker = GatedChecker()
     monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
