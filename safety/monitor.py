@@ -6,9 +6,11 @@ Adapters call three methods (``start`` → ``on_step`` per step → ``finish``):
     monitor = LoopMonitor(policy, "sdxl")           # once per MODEL / script; `clone()` per run
     monitor.start({"host": "comfyui"})
     for step in range(total):                       # the sampler callback
-        x0 = ...                                    # internal latent space, [B,C,h,w] or [B,C,T,h,w]
+        x0 = denoised(step)                         # internal latent space, [B,C,h,w] or [B,C,T,h,w]
         result = monitor.on_step(step, total, x0)   # raises Blocked(verdict) on a block
-        show(result.previews[i] or own_preview[i])  # censored previews replace the host's own
+        for i, censored in enumerate(result.previews):  # empty until some item is censored
+            if censored is not None:
+                previews[i] = censored              # replaces the host's own preview of item i
     summary = monitor.finish()                      # may raise Blocked too (see below)
 
 A host that throws the run away instead (an error, an interrupt it will not decode) calls

@@ -286,6 +286,22 @@ def test_censored_previews_stay_hidden_into_a_hires_fix_pass(tmp_path):
     assert all(r.hidden for r in second)   # its first steps show the content just censored
 
 
+def test_the_module_docstring_example_runs(tmp_path):
+    import textwrap
+
+    import sdguard.monitor
+
+    doc = sdguard.monitor.__doc__
+    example = textwrap.dedent(doc[doc.index("::\n\n") + 3:doc.index("\n\n", doc.index("::\n\n") + 3)])
+    policy = make_policy(tmp_path, "censor")
+    previews = ["own 0", "own 1"]
+    namespace = {"LoopMonitor": lambda policy, family: monitor_for(policy), "policy": policy, "total": 20,
+                 "denoised": lambda step: latent(CLEAN, FLAG if step >= 9 else CLEAN), "previews": previews}
+    exec(example, namespace)  # before step 9 `result.previews` is empty; then item 1 is censored
+    assert previews[0] == "own 0" and isinstance(previews[1], np.ndarray)
+    assert namespace["summary"].action is Action.CENSOR
+
+
 def test_censor_keeps_the_preview_hidden_after_a_clean_check(tmp_path):
     monitor = monitor_for(make_policy(tmp_path, "censor"))
     run(monitor, 20, latent(FLAG), steps=range(6))
