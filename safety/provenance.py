@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import label_containers as lc
+from .errors import GuardUnavailable
 from .label import DIGEST_PREFIX, AigcRecord, find_labels, write_label
 from .label_containers import MalformedImage
 from .label_visible import CORNERS, TEXTS, draw_label
@@ -125,7 +126,8 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
         MalformedImage: the input is not a well-formed PNG/JPEG/WebP.
         ValueError: the image is too small for the watermark or the visible label, or animated
             and either was asked for; or a JPEG's own XMP leaves no room for the implicit label.
-        GuardUnavailable: C2PA was requested but c2pa-python is missing or signing failed.
+        GuardUnavailable: C2PA was requested but c2pa-python is missing, the identity's key cannot
+            be read (the message names its folder), or signing failed.
         FileNotFoundError: options.c2pa_identity lacks the certificate chain or the key.
     """
     fmt = lc.sniff(data)
@@ -146,9 +148,12 @@ def apply(data: bytes, options: ProvenanceOptions) -> bytes:
     if options.c2pa:
         from .c2pa_sign import load_identity, load_or_create_identity, sign
 
-        chain, key = (load_identity(options.c2pa_identity) if options.c2pa_identity
-                      else load_or_create_identity(default_identity_dir()))
-        data = sign(data, fmt, chain, key, title=f"{options.content_id}.{fmt}")
+        folder = options.c2pa_identity or default_identity_dir()
+        chain, key = load_identity(folder) if options.c2pa_identity else load_or_create_identity(folder)
+        try:
+            data = sign(data, fmt, chain, key, title=f"{options.content_id}.{fmt}")
+        except (ValueError, TypeError) as e:  # cryptography on a key it cannot read (TypeError: encrypted)
+            raise GuardUnavailable(f"{folder}: the C2PA key cannot be used ({e})") from None
     return data
 
 

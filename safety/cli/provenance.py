@@ -232,7 +232,10 @@ def _write_atomic(path: str, data: bytes) -> None:
             f.write(data)
         if sys.platform != "win32":  # mkstemp makes the file owner-only
             os.chmod(tmp, _mode_for(target))
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as e:  # its own message names the temporary file, which the user never named
+            raise UsageError(f"{path}: cannot write ({e.strerror})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

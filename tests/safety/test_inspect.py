@@ -249,3 +249,24 @@ def test_cli_labelling_in_place_keeps_the_file_private(tmp_path, plain_png, caps
     mask = os.umask(0)
     os.umask(mask)
     assert fresh.stat().st_mode & 0o777 == 0o666 & ~mask  # a new file: the usual permissions
+
+
+def test_cli_label_names_the_identity_whose_key_is_bad_and_the_output_that_is_a_folder(tmp_path, plain_png, capsys):
+    pytest.importorskip("c2pa")
+    pytest.importorskip("cryptography")
+    from sdguard.c2pa_sign import CERT_FILE, KEY_FILE, load_or_create_identity
+
+    load_or_create_identity(tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / CERT_FILE).write_bytes((tmp_path / "good" / CERT_FILE).read_bytes())
+    (bad / KEY_FILE).write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    code, stdout, stderr = run(capsys, "label", str(plain_png), str(tmp_path / "o.png"), "--c2pa",
+                               "--c2pa-identity", str(bad))
+    assert (code, stdout) == (2, "") and f"{bad}: the C2PA key cannot be used" in stderr
+    assert f"{plain_png}:" not in stderr and not (tmp_path / "o.png").exists()
+    folder = tmp_path / "out.png"
+    folder.mkdir()
+    code, stdout, stderr = run(capsys, "label", str(plain_png), str(folder))
+    assert (code, stdout) == (2, "") and f"{folder}: cannot write" in stderr and ".tmp" not in stderr
+    assert list(folder.iterdir()) == []
