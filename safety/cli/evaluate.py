@@ -12,6 +12,7 @@ from ..policy import Policy
 from ..prompt_normalize import replace_lone_surrogates
 from ..verdict import Finding
 from ._common import UsageError, add_policy_args, policy_from_args, print_json, read_input
+from .prompt import input_lines
 
 EVAL_DIR_ENV = "SDGUARD_EVAL_DIR"
 # The development sets live beside the checkout (../shared/eval) when run from the repository root.
@@ -112,11 +113,11 @@ def _default_sets() -> list[Path]:
 def _read_set(path: Path) -> list[tuple[str, str]]:
     """Read a whole set up front so a bad line stops the run before anything is printed."""
     try:
-        lines = read_input(path).decode("utf-8").splitlines()
+        text = read_input(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{path}: cannot read ({e})") from None
     rows = []
-    for n, line in enumerate(lines, 1):
+    for n, line in input_lines(text):
         if not line.strip():
             continue
         try:

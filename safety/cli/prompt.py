@@ -57,6 +57,17 @@ def run(args: argparse.Namespace) -> int:
     return exit_status(verdicts)
 
 
+def input_lines(text: str) -> list[tuple[int, str]]:
+    """The numbered lines of an input file, split at "\\n" only (a "\\r" before it goes).
+
+    Not `str.splitlines`: it also splits at U+2028, U+2029, U+0085, \\v, \\f and \\x1c-\\x1e, so one
+    prompt would become several, each checked alone ("loli<U+2028>nude" as two harmless halves),
+    and a JSON line holding one of them raw (valid JSON) would be refused.
+    """
+    return [(n, line[:-1] if line.endswith("\r") else line)
+            for n, line in enumerate(text.split("\n"), 1)]
+
+
 def read_prompts(source: str) -> list[tuple[str, str]]:
     """Read the whole input before checking anything, so bad input writes nothing.
 
@@ -72,7 +83,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
         raise UsageError(f"{source}: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise UsageError(f"{source}: cannot read ({e.strerror})") from None
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    lines = [(n, line) for n, line in input_lines(text) if line.strip()]
     if not lines:  # exit 0 with no verdicts would read as "all clean" to a script
         raise UsageError(f"{source}: no prompts")
     json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or lines[0][1].lstrip().startswith('{"')

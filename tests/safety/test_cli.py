@@ -66,6 +66,35 @@ def test_input_with_another_name_is_json_lines_when_it_starts_like_json(capsys, 
     assert status == 2 and out == "" and "prompts.txt:1: not valid JSON" in err
 
 
+# str.splitlines would also break at these, turning one prompt into several checked alone.
+LINE_BREAKS_INSIDE_A_LINE = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKS_INSIDE_A_LINE)
+def test_input_is_split_at_newlines_only(capsys, tmp_path, brk):
+    policy = tmp_path / "adult.toml"
+    policy.write_text('extends = "adult"\n[prompt]\nsemantic = "off"\n')
+    src = tmp_path / "in.txt"
+    src.write_text(f"loli{brk}nude\r\na cat\n", encoding="utf-8", newline="")
+    status, out, _ = run(capsys, "check-prompt", "--input", str(src), "--policy", str(policy))
+    assert [json.loads(line)["action"] for line in out.splitlines()] == ["block", "allow"]
+    assert status == 3
+    # A JSON line may hold them raw (json.dumps(ensure_ascii=False) writes U+2028 as is).
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": f"a cat{brk}on a mat"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    status, out, err = run(capsys, "check-prompt", "--input", str(src), "--policy", str(policy))
+    assert status == 0 and len(out.splitlines()) == 1, err
+
+
+def test_eval_sets_are_split_at_newlines_only(tmp_path):
+    from sdguard.cli.evaluate import _read_set
+
+    src = tmp_path / "set.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"a{brk}b", "label": "benign"}, ensure_ascii=False) + "\r\n"
+                           for brk in LINE_BREAKS_INSIDE_A_LINE), encoding="utf-8", newline="")
+    assert _read_set(src) == [(f"a{brk}b", "benign") for brk in LINE_BREAKS_INSIDE_A_LINE]
+
+
 @pytest.mark.parametrize("content, words", [
     (b'{"prompt": "ok"}\n{"prompt": \n', "in.jsonl:2: not valid JSON"),
     (b'{"prompt": "ok"}\n{"text": "x"}\n', "in.jsonl:2: expected an object with a string 'prompt'"),
