@@ -120,18 +120,22 @@ def scan_pickle_file(path: str | os.PathLike[str]) -> PickleScan:
         >>> scan_pickle_file("model.ckpt").dangerous  # doctest: +SKIP
         ('posix.system',)
     """
-    if zipfile.is_zipfile(path):
-        return _scan_zip(path)
     with open(path, "rb") as f:
+        # A zip only when the file starts with a zip header, as torch.load decides: zipfile.is_zipfile
+        # finds the end record at the end, so a pickle with a zip appended would be scanned as that
+        # zip while torch unpickles the pickle in front of it.
+        if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
+            return _scan_zip(f)
+        f.seek(0)
         size = os.fstat(f.fileno()).st_size
         names, error = scan_stream(f, size)
     return _result("raw", names, error)
 
 
-def _scan_zip(path: str | os.PathLike[str]) -> PickleScan:
+def _scan_zip(file: IO[bytes]) -> PickleScan:
     names: set[str] = set()
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(file) as archive:
             members = [m for m in archive.infolist() if m.filename.endswith(".pkl")]
             if not members:
                 return PickleScan("zip", error="zip archive without a .pkl member (not a PyTorch checkpoint)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -64,6 +65,20 @@ def test_malicious_member_of_a_torch_zip(tmp_path: Path) -> None:
         z.writestr("archive/version", "3\n")
     scan = scan_pickle_file(path)
     assert scan.container == "zip" and scan.dangerous and not marker.exists()
+
+
+def test_pickle_with_a_zip_appended_is_scanned_as_the_pickle(tmp_path: Path) -> None:
+    # torch.load takes the zip path only when the file starts with a zip header; otherwise it
+    # unpickles from byte 0, whatever zip follows (zipfile.is_zipfile finds one at the end).
+    marker = tmp_path / "pwned"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"w": 1}, protocol=2))
+    path = tmp_path / "polyglot.ckpt"
+    path.write_bytes(pickle.dumps(_Payload(marker), protocol=2) + archive.getvalue())
+    scan = scan_pickle_file(path)
+    assert scan.container == "raw"
+    assert f"{os.system.__module__}.system" in scan.dangerous and not marker.exists()
 
 
 def test_zip_without_pickle_is_an_error(tmp_path: Path) -> None:
