@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ..audit import hash_input, prompt_text_to_store
@@ -14,6 +15,9 @@ from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_arg
 
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+# How every JSON object with a key begins: "{", JSON whitespace, then the key's quote. A plain-text
+# prompt may start with "{" ("{red|blue} bird", wildcard syntax); "{}" holds no prompt to hide.
+JSON_OBJECT_START_RE = re.compile(r'\{[ \t\r\n]*"')
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negative", default="", help="the negative prompt")
     p.add_argument("--input", metavar="FILE",
                    help="JSON Lines with 'prompt' (and optional 'negative'; *.jsonl, or a first line starting "
-                        "with '{\"'), or plain text with one prompt per line ('-' for stdin); output is one "
+                        "with '{' and a key), or plain text with one prompt per line ('-' for stdin); output is one "
                         "JSON object per prompt, in order")
     add_policy_args(p)
     add_audit_arg(p)
@@ -72,7 +76,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     """Read the whole input before checking anything, so bad input writes nothing.
 
     JSON Lines when the file is named ``*.jsonl`` / ``*.ndjson`` or its first non-blank line starts
-    with ``{"``: then every line must be an object with a string 'prompt', or nothing is checked
+    with ``{"`` (JSON whitespace allowed between them): then every line must be an object with a string 'prompt', or nothing is checked
     (a broken line must not be read as a harmless prompt, as JSON escapes would go unread).
     Otherwise plain text, one prompt per line. Blank lines are skipped; no prompt at all is an error.
     """
@@ -86,7 +90,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     lines = [(n, line) for n, line in input_lines(text) if line.strip()]
     if not lines:  # exit 0 with no verdicts would read as "all clean" to a script
         raise UsageError(f"{source}: no prompts")
-    json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or lines[0][1].lstrip().startswith('{"')
+    json_lines = source.lower().endswith(JSON_LINES_SUFFIXES) or JSON_OBJECT_START_RE.match(lines[0][1].lstrip())
     if not json_lines:
         return [(line, "") for _, line in lines]
     items = []

@@ -66,6 +66,22 @@ def test_input_with_another_name_is_json_lines_when_it_starts_like_json(capsys, 
     assert status == 2 and out == "" and "prompts.txt:1: not valid JSON" in err
 
 
+@pytest.mark.parametrize("start", [b'{"', b'{ "', b'  {\t "'])
+def test_input_is_json_lines_when_its_first_object_has_space_after_the_brace(capsys, tmp_path, lexical_file, start):
+    # Read as plain text, the escapes ("\u006e\u0075\u0064\u0065" is "nude") would go unread and pass.
+    src = tmp_path / "prompts.txt"
+    src.write_bytes(start + b'prompt": "\\u006e\\u0075\\u0064\\u0065"}\n')
+    status, out, err = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 3 and json.loads(out)["action"] == "block", err
+
+
+def test_input_starting_with_wildcard_braces_is_plain_text(capsys, tmp_path, lexical_file):
+    src = tmp_path / "prompts.txt"
+    src.write_text("{red|blue} bird\n{}\n")
+    status, out, _ = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 0 and len(out.splitlines()) == 2
+
+
 # str.splitlines would also break at these, turning one prompt into several checked alone.
 LINE_BREAKS_INSIDE_A_LINE = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
 
