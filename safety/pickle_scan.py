@@ -23,8 +23,9 @@ from typing import IO
 # Pickle bytes scanned at most; a pickle running past this is refused (torch's data.pkl holds only
 # structure, a few MB; legacy files put their pickles first and raw tensor bytes after them).
 MAX_PICKLE_BYTES = 256 << 20
-# Legacy torch files hold 5 pickles (magic, protocol, sys info, object, storage keys).
-MAX_PICKLES_PER_STREAM = 16
+# Legacy torch files hold 5 pickles (magic, protocol, sys info, object, storage keys), then raw
+# tensor bytes: torch.load unpickles no more than these from a raw file, pickle.load only the first.
+MAX_PICKLES_PER_STREAM = 5
 ZIP_MAGIC = b"PK\x03\x04"
 PROTO_OPCODE = 0x80
 
@@ -195,8 +196,9 @@ class _Bounded:
 def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
     """Collect globals from back-to-back pickles in the next `size` bytes of `stream`.
 
-    The first pickle must parse; after it, bytes that are not a pickle end the scan (raw tensor
-    data in legacy torch files), since `pickle.load` would never reach past them either.
+    Up to `MAX_PICKLES_PER_STREAM` pickles are read (what torch.load may unpickle); each must
+    parse or the stream must end before it. The bytes after them (raw tensor data in legacy torch
+    files) are never unpickled, so they are not read.
 
     Returns:
         ``(globals, error)``; `error` is ``None`` when the scan finished.
@@ -211,10 +213,11 @@ def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
         try:
             names |= _globals_of_one(data)
         except (ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
-            if index == 0:
-                too_big = " (it runs past the scan limit)" if data.truncated and data.at_end else ""
-                return names, f"not a valid pickle ({e}){too_big}"
-            break
+            # Not the end of the scan: the unpickler accepts some input genops rejects (``I0x3e9``
+            # is int(s, 0) to it), and stopping here would leave the pickles after it unseen.
+            too_big = " (it runs past the scan limit)" if data.truncated and data.at_end else ""
+            where = f"pickle {index + 1}: " if index else ""
+            return names, f"{where}not a valid pickle ({e}){too_big}"
     return names, None
 
 

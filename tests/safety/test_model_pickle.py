@@ -113,6 +113,26 @@ def test_not_a_pickle_and_truncated_pickle_are_errors(tmp_path: Path) -> None:
     assert "not a valid pickle" in scan_pickle_file(truncated).error
 
 
+def test_a_later_pickle_that_does_not_parse_is_an_error(tmp_path: Path) -> None:
+    # The legacy torch layout: magic number, protocol, ... The second pickle is b"I0x3e9\n.", which
+    # the unpickler reads as int("0x3e9", 0) but genops rejects; the payload in the third must not
+    # pass unseen because the scan stopped at the second.
+    marker = tmp_path / "pwned"
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"I0x3e9\n."
+                     + pickle.dumps(_Payload(marker), protocol=2))
+    assert "pickle 2: not a valid pickle" in scan_pickle_file(path).error
+    assert not marker.exists()
+
+
+def test_bytes_after_five_pickles_are_not_read(tmp_path: Path) -> None:
+    # What follows the legacy format's five pickles is raw tensor data, never unpickled.
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(b"".join(pickle.dumps(i, protocol=2) for i in range(5)) + b"\xff\x00 tensor bytes")
+    scan = scan_pickle_file(path)
+    assert scan.error is None and scan.globals == ()
+
+
 def test_unknown_imports_are_listed(tmp_path: Path) -> None:
     from decimal import Decimal
 
