@@ -190,13 +190,17 @@ def load_taesd_decoder(path: str | Path, latent_channels: int) -> nn.Sequential:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any load failure means the decoder is unavailable
-        raise GuardUnavailable(f"cannot read TAESD decoder {path}: {e}") from e
+        # Some errors have no text (an empty .pth raises a bare EOFError): name the error then.
+        raise GuardUnavailable(f"cannot read TAESD decoder {path}: {str(e) or type(e).__name__}") from e
     if not isinstance(state, dict):
         raise GuardUnavailable(f"{path} holds a {type(state).__name__}, not a TAESD decoder state dict")
+    odd = [key for key in state if not isinstance(key, str)]
+    if odd:  # a pickled dict may have any keys; the key mapping below reads strings
+        raise GuardUnavailable(f"{path} is not a TAESD decoder state dict (key {odd[0]!r} is not a name)")
     module = taesd_decoder(latent_channels)
     try:
         module.load_state_dict(_native_keys(state), strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:  # ValueError: a diffusers key without a layer number
         first = str(e).splitlines()[:3]
         raise GuardUnavailable(f"{path} is not a TAESD decoder for {latent_channels}-channel latents "
                                f"({' '.join(first)[:300]})") from e
@@ -359,7 +363,11 @@ def _conv(n_in: int, n_out: int, **kwargs: Any) -> nn.Conv2d:
 
 def _native_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """diffusers ``AutoencoderTiny`` → madebyollin layout: ``decoder.layers.N`` is ``N+1`` (diffusers
-    applies the clamp in ``forward`` instead of as layer 0); encoder keys are dropped."""
+    applies the clamp in ``forward`` instead of as layer 0); encoder keys are dropped.
+
+    Raises:
+        `ValueError`: a ``decoder.layers.`` key without a layer number.
+    """
     prefix = "decoder.layers."
     if not any(k.startswith(prefix) for k in state):
         return state
@@ -367,6 +375,8 @@ def _native_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for key, value in state.items():
         if key.startswith(prefix):
             index, _, rest = key[len(prefix):].partition(".")
+            if not index.isdecimal():
+                raise ValueError(f"key {key!r} has no layer number")
             out[f"{int(index) + 1}.{rest}"] = value
     return out
 

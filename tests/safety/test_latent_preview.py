@@ -216,6 +216,21 @@ def test_taesd_garbage_file_is_refused(tmp_path):
         load_taesd_decoder(tmp_path / "taesd_decoder.safetensors", 4)
 
 
+def test_taesd_odd_files_are_unavailable_with_a_message(tmp_path):
+    values = list(taesd_decoder(4).state_dict().values())
+    torch.save(dict(enumerate(values)), tmp_path / "int_keys.pth")
+    save_file({"decoder.layers.x.weight": torch.zeros(1)}, str(tmp_path / "no_index.safetensors"))
+    (tmp_path / "empty.pth").write_bytes(b"")
+    for name, message in (("int_keys.pth", "key 0 is not a name"), ("no_index.safetensors", "has no layer number"),
+                          ("empty.pth", r"empty.pth: \w+")):       # an EOFError, which has no text
+        with pytest.raises(GuardUnavailable, match=message):
+            load_taesd_decoder(tmp_path / name, 4)
+    (tmp_path / "host").mkdir()
+    (tmp_path / "int_keys.pth").rename(tmp_path / "host" / "taesd_decoder.pth")
+    with pytest.raises(GuardUnavailable, match="key 0"):  # as LoopMonitor builds it: a TAESD file is there
+        make_decoder(latent_format("sd15"), "auto", search_dirs=[tmp_path / "host"])
+
+
 def test_diffusers_autoencoder_tiny_layout_loads(tmp_path):
     torch.manual_seed(1)
     native = taesd_decoder(4)
