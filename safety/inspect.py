@@ -30,6 +30,9 @@ SD_V1_TEXT = b"StableDiffusionV1"
 SDXL_MIN_AGREEMENT = 0.8
 SD_V1_MIN_AGREEMENT = 0.75
 LEGACY_MIN_SIDE = 256      # invisible-watermark (and so watermark_legacy) refuses smaller images
+# Above this the legacy check is skipped: it takes ~35 bytes of memory a pixel (3 GB for 9400²), and
+# images this large are upscaled, which the dwtDct marks do not survive. 4096² = 1024² upscaled 4x.
+LEGACY_MAX_PIXELS = 4096 * 4096
 HOST_KEYS = ("prompt", "workflow", "parameters")
 METADATA_FORMATS = ("png", "jpeg", "webp")
 C2PA_VALID_STATES = ("Valid", "Trusted")   # c2pa-python's ValidationState names; "Invalid" is tampered
@@ -112,6 +115,9 @@ def _legacy(rgb: Any) -> dict[str, Any]:
 
     if min(rgb.shape[:2]) < LEGACY_MIN_SIDE:
         return {"checked": False, "reason": f"image smaller than {LEGACY_MIN_SIDE} px"}
+    if rgb.shape[0] * rgb.shape[1] > LEGACY_MAX_PIXELS:
+        return {"checked": False, "reason": f"image larger than {LEGACY_MAX_PIXELS:,} pixels (upscaled: "
+                                            f"the legacy marks do not survive that)"}
     from .watermark_legacy import decode_bits
 
     sdxl_ref = np.array([int(b) for b in format(SDXL_BITS, f"0{SDXL_LENGTH}b")])

@@ -114,6 +114,14 @@ def test_inspect_reads_legacy_sdxl_mark_as_weak_evidence():
     assert not inspect_bytes(png_bytes(rgb))["legacy_watermarks"]["sdxl"]["found"]
 
 
+def test_inspect_skips_the_legacy_check_on_images_too_large_for_it(monkeypatch):
+    import sdguard.inspect as inspect_module
+
+    monkeypatch.setattr(inspect_module, "LEGACY_MAX_PIXELS", 400 * 400)  # a 9400² PNG took 3 GB and 15 s
+    legacy = inspect_bytes(png_bytes(image(512, 512)))["legacy_watermarks"]
+    assert not legacy["checked"] and "larger than 160,000 pixels" in legacy["reason"]
+
+
 def test_cli_watermark_embed_then_detect(tmp_path, plain_png, capsys):
     out = tmp_path / "marked.png"
     code, stdout, _ = run(capsys, "watermark", "embed", str(plain_png), str(out), "--payload", "0123456789ab")
