@@ -24,6 +24,7 @@ COMFY_FORMAT_MARKER = "latent_format_version_0"
 # Internal latents of every family have roughly unit spread; raw SD/SDXL latents spread ≈ 5-8.
 RAW_STD_HINT = 3.0
 INTERNAL_STD_HINT = 0.35
+NPY_FLOAT_SIZES = (2, 4, 8)  # bytes per item of the .npy float types torch can hold
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,10 +122,12 @@ def read_latents(path: Path, key: str | None) -> dict[str, tuple[Any, str]]:
             array = np.load(path, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as e:
             raise UsageError(f"{path}: not a .npy array ({e})") from None
-        if array.dtype.kind != "f":
-            raise UsageError(f"{path}: a latent holds real floats, this array holds {array.dtype}")
+        # torch holds 16-, 32- and 64-bit floats only (not longdouble, which is 80 or 128 bits,
+        # or named apart from float64 where it has 64).
+        if array.dtype.kind != "f" or array.dtype.itemsize not in NPY_FLOAT_SIZES:
+            raise UsageError(f"{path}: a latent holds float16, float32 or float64, this array holds {array.dtype}")
         # Native byte order: torch cannot hold a big-endian array.
-        tensors = {"array": torch.from_numpy(np.array(array, dtype=array.dtype.newbyteorder("=")))}
+        tensors = {"array": torch.from_numpy(np.array(array, dtype=f"=f{array.dtype.itemsize}"))}
         _check_latents(path, tensors)
         return {"array": (tensors["array"], "internal")}
     from safetensors import SafetensorError
