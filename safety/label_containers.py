@@ -8,11 +8,14 @@ ICC) must survive byte for byte. Every parser checks lengths (and PNG CRCs) and 
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 from dataclasses import dataclass
 
 from .errors import SdguardError
+
+logger = logging.getLogger("sdguard.label")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 XMP_PNG_KEYWORD = b"XML:com.adobe.xmp"
@@ -179,6 +182,10 @@ def jpeg_set_xmp(segments: list[tuple[int, bytes]], xmp: str) -> list[tuple[int,
                          f"{_JPEG_MAX_SEGMENT:,} of one JPEG APP1 segment; the image's own XMP is kept and "
                          "leaves no room (remove it, or label a PNG or WebP)")
     keep = [(m, p) for m, p in segments if not (m == 0xE1 and p.startswith(XMP_JPEG_HEADER))]
+    if len(segments) - len(keep) > 1:
+        # The XMP standard allows one packet; readers use the first (which the label merges into).
+        logger.warning("the JPEG holds %d standard XMP packets; the ones after the first are dropped",
+                       len(segments) - len(keep))
     at = 0
     while at < len(keep) and keep[at][0] in (0xE0, 0xE1):
         at += 1

@@ -407,3 +407,15 @@ def test_visible_label_is_upright_in_its_corner_as_the_image_is_shown(orientatio
     shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(out))).convert("L")).astype(int)
     expected = np.asarray(Image.fromarray(vis.draw_label(np.full((*shown.shape, 3), 255, np.uint8))).convert("L"))
     assert np.abs(shown - expected.astype(int)).mean() < 3  # as if drawn on the upright image (JPEG noise aside)
+
+
+def test_a_second_standard_xmp_packet_in_a_jpeg_is_not_dropped_silently(caplog):
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:rights="{}"/>'
+              '</rdf:RDF></x:xmpmeta>')
+    segments, tail = lc.jpeg_segments(encoded("JPEG"))
+    two = [(0xE1, lc.XMP_JPEG_HEADER + packet.format(who).encode()) for who in ("Alice", "Bob")]
+    out = lab.write_label(lc.jpeg_bytes(segments[:1] + two + segments[1:], tail), RECORD)
+    xmp = lc.jpeg_xmp(lc.jpeg_segments(out)[0])
+    assert 'dc:rights="Alice"' in xmp and lab.read_label(out).count == 1
+    assert "2 standard XMP packets" in caplog.text
