@@ -9,13 +9,15 @@ before it (memo look-ups followed). Imports that can run code (os.system, builti
 not pass.
 
 Formats: PyTorch's zip format (``archive/data.pkl`` and any other ``*.pkl`` member) and the legacy
-raw format (several pickles back to back, then raw tensor bytes, which end the scan).
+raw format (several pickles back to back, then raw tensor bytes, which end the scan). PyTorch's
+oldest format, a tar archive, is refused (an error), not scanned.
 """
 
 from __future__ import annotations
 
 import os
 import pickletools
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from typing import IO
@@ -73,7 +75,8 @@ class PickleScan:
     """What a pickle file imports.
 
     Args:
-        container (`str`): ``"zip"`` (PyTorch ≥ 1.6) or ``"raw"`` (legacy / plain pickle).
+        container (`str`): ``"zip"`` (PyTorch ≥ 1.6), ``"raw"`` (legacy / plain pickle) or ``"tar"``
+            (PyTorch < 0.4; never scanned, so always with an `error`).
         globals (`tuple[str, ...]`): every ``module.name`` imported, sorted, without repeats.
         dangerous (`tuple[str, ...]`): those that can run code (plus unresolvable imports).
         unknown (`tuple[str, ...]`): neither known-safe nor known-dangerous.
@@ -128,9 +131,25 @@ def scan_pickle_file(path: str | os.PathLike[str]) -> PickleScan:
         if f.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
             return _scan_zip(f)
         f.seek(0)
+        if _starts_a_tar(f.read(tarfile.BLOCKSIZE)):
+            # torch.load unpickles several members of it (pickles mixed with raw bytes in
+            # 'storages'); scanning only the raw stream would read a tar header as a pickle.
+            return PickleScan("tar", error="PyTorch's legacy tar format (before 0.4) is not scanned; "
+                                           "use a .safetensors version of this model")
+        f.seek(0)
         size = os.fstat(f.fileno()).st_size
         names, error = scan_stream(f, size)
     return _result("raw", names, error)
+
+
+def _starts_a_tar(block: bytes) -> bool:
+    """Whether torch.load would open the file as its legacy tar format: it tries that first, and
+    `tarfile` takes the file when its first 512-byte block is a header with a valid checksum."""
+    try:
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
 
 
 def _scan_zip(file: IO[bytes]) -> PickleScan:

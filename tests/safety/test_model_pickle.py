@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -79,6 +80,21 @@ def test_pickle_with_a_zip_appended_is_scanned_as_the_pickle(tmp_path: Path) -> 
     scan = scan_pickle_file(path)
     assert scan.container == "raw"
     assert f"{os.system.__module__}.system" in scan.dangerous and not marker.exists()
+
+
+def test_legacy_tar_checkpoint_is_refused(tmp_path: Path) -> None:
+    # torch.load opens a file whose first block is a tar header as its legacy tar format and
+    # unpickles the 'storages' member; the first member's name 'N.' also parses as a pickle.
+    marker = tmp_path / "pwned"
+    path = tmp_path / "legacy_tar.pt"
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("N.", b""), ("storages", pickle.dumps(_Payload(marker), protocol=2))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    scan = scan_pickle_file(path)
+    assert scan.container == "tar" and "legacy tar format" in scan.error
+    assert not marker.exists()
 
 
 def test_zip_without_pickle_is_an_error(tmp_path: Path) -> None:
