@@ -199,6 +199,12 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, head: PromptHead | 
 
     head = head or default_head()
     encoder = load_encoder()
+    if head.params["hidden.weight"].shape[0] != encoder.dim or head.gate["hidden.weight"].shape[0] != encoder.dim:
+        # Another BERT in $SDGUARD_MINILM_DIR loads fine but cannot feed this head.
+        raise GuardUnavailable(f"semantic prompt classifier: the sentence encoder in {encoder.model_dir} gives "
+                               f"{encoder.dim}-dimensional embeddings, the head {head.model} reads "
+                               f"{head.params['hidden.weight'].shape[0]}; point $SDGUARD_MINILM_DIR at "
+                               f"all-MiniLM-L6-v2")
     # NFKC folds full-width and styled letters (ｎｕｄｅ, 𝐧𝐮𝐝𝐞) that the uncased BERT vocabulary
     # would otherwise read as [UNK].
     texts = [unicodedata.normalize("NFKC", p) for p in prompts]

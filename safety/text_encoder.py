@@ -119,6 +119,7 @@ class MiniLMEncoder:
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
         self.max_positions = int(config["max_position_embeddings"])
+        _check_shapes(config, t, self._tokenizer.get_vocab_size())
         f32 = np.float32
         self._word = t["embeddings.word_embeddings.weight"].astype(f32)
         self._pos = t["embeddings.position_embeddings.weight"].astype(f32)
@@ -240,6 +241,45 @@ class MiniLMEncoder:
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         pooled = np.add.reduceat(x, starts, axis=0) / lengths[:, None]
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def _check_shapes(config: dict[str, Any], t: dict[str, np.ndarray], vocab_size: int) -> None:
+    """Check that the checkpoint's tensors have the shapes its config and tokenizer imply.
+
+    A folder whose files disagree would otherwise load and then fail inside the forward pass (a
+    numpy broadcast or reshape error, or an IndexError for a token id past the embedding table),
+    escaping as a traceback instead of the stage being unavailable.
+
+    Raises:
+        `ValueError`: a shape disagrees; `KeyError`: a tensor is missing.
+    """
+    dim, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    inner = int(config["intermediate_size"])
+    if dim <= 0 or heads <= 0 or dim % heads:
+        raise ValueError(f"hidden_size {dim} is not a multiple of num_attention_heads {heads}")
+    word = t["embeddings.word_embeddings.weight"].shape
+    if len(word) != 2 or word[1] != dim or word[0] < vocab_size:
+        raise ValueError(f"word embeddings are {word}, expected ({vocab_size} or more, {dim}) for "
+                         f"hidden_size {dim} and the tokenizer's {vocab_size} tokens")
+    expected = {
+        "embeddings.position_embeddings.weight": (int(config["max_position_embeddings"]), dim),
+        "embeddings.LayerNorm.weight": (dim,), "embeddings.LayerNorm.bias": (dim,),
+    }
+    types = t["embeddings.token_type_embeddings.weight"].shape
+    if len(types) != 2 or types[0] < 1 or types[1] != dim:
+        raise ValueError(f"token type embeddings are {types}, expected (1 or more, {dim})")
+    # HF linear weights are (out, in).
+    layer_shapes = {"attention.self.query": (dim, dim), "attention.self.key": (dim, dim),
+                    "attention.self.value": (dim, dim), "attention.output.dense": (dim, dim),
+                    "attention.output.LayerNorm": (dim,), "intermediate.dense": (inner, dim),
+                    "output.dense": (dim, inner), "output.LayerNorm": (dim,)}
+    for i in range(int(config["num_hidden_layers"])):
+        for key, shape in layer_shapes.items():
+            expected[f"encoder.layer.{i}.{key}.weight"] = shape
+            expected[f"encoder.layer.{i}.{key}.bias"] = shape[:1]
+    for name, shape in expected.items():
+        if t[name].shape != shape:
+            raise ValueError(f"{name} is {t[name].shape}, expected {shape} from config.json")
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

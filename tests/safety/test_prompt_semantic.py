@@ -241,6 +241,43 @@ def test_corrupt_encoder_weights_are_unavailable(tmp_path, monkeypatch, encoder)
         text_encoder.load_encoder()
 
 
+def _model_copy(folder: Path, encoder, config: dict | None = None, extra_tokens: int = 0) -> Path:
+    """A model folder beside `encoder`'s: the weights linked, config and tokenizer edited."""
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to(encoder.model_dir / "model.safetensors")
+    original = json.loads((encoder.model_dir / "config.json").read_text("utf-8"))
+    (folder / "config.json").write_text(json.dumps({**original, **(config or {})}))
+    tokenizer = json.loads((encoder.model_dir / "tokenizer.json").read_text("utf-8"))
+    vocab = tokenizer["model"]["vocab"]
+    vocab.update({f"zzextra{i}": len(vocab) + i for i in range(extra_tokens)})
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return folder
+
+
+@pytest.mark.parametrize("config, extra_tokens, words", [
+    ({"hidden_size": 768}, 0, "word embeddings are"),
+    ({"num_attention_heads": 5}, 0, "not a multiple of num_attention_heads"),
+    ({"intermediate_size": 1024}, 0, "intermediate.dense.weight"),
+    ({"max_position_embeddings": 1024}, 0, "position_embeddings"),
+    (None, 1, "tokenizer's 30523 tokens"),
+])
+def test_a_model_folder_whose_files_disagree_is_unavailable(tmp_path, monkeypatch, encoder, config,
+                                                            extra_tokens, words):
+    # They used to load, then fail inside the forward pass with a numpy traceback.
+    monkeypatch.setenv(text_encoder.MODEL_DIR_ENV, str(_model_copy(tmp_path / "m", encoder, config, extra_tokens)))
+    with pytest.raises(GuardUnavailable, match="cannot load the sentence encoder") as e:
+        text_encoder.load_encoder().encode(["a red bicycle", ".,;"])
+    assert words in str(e.value)
+
+
+def test_an_encoder_of_another_width_than_the_head_is_unavailable(head):
+    narrow = {k: v[:100] if k == "hidden.weight" else v for k, v in head.params.items()}
+    other = prompt_semantic.PromptHead(head.name, head.version, head.categories, head.thresholds, narrow,
+                                       narrow, head.gate_thresholds)
+    with pytest.raises(GuardUnavailable, match="384-dimensional embeddings, the head .* reads 100"):
+        prompt_semantic.semantic_scores(["a red bicycle"], 128, other)
+
+
 def test_required_stage_refuses_when_encoder_is_missing(tmp_path, monkeypatch, policy):
     monkeypatch.setenv(text_encoder.MODEL_DIR_ENV, str(tmp_path))
     with pytest.raises(GuardUnavailable):
