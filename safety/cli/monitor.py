@@ -8,6 +8,7 @@ safetensors dumps of x0 (any tensor names) and ``.npy`` arrays; never pickles.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import torch  # noqa: F401 - the decoders need it; say so plainly
-    except ImportError:
-        raise UsageError("preview-latent needs torch (pip install torch, CPU build is enough)") from None
+    if importlib.util.find_spec("torch") is None:  # the decoders need it; say so plainly
+        raise UsageError("preview-latent needs torch (pip install torch, CPU build is enough)")
     from ..latent_formats import latent_format
     from ..latent_preview import make_decoder
     from ..preview_check import censor_preview, check_latent, latent_bytes
