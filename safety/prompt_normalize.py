@@ -1,13 +1,13 @@
 """Text folding and word splitting for the lexical prompt guard.
 
-`fold()` maps a prompt to the canonical form the term lists are written in, one character at a
-time (so it is linear and keeps a map back to the original): zero-width/format characters,
-control characters and combining marks are dropped, NFKC turns full-width, mathematical and
-circled letters into plain ones, case and accents go, look-alike letters from Cyrillic/Greek
-become Latin, and traditional Chinese becomes simplified. `Words` splits folded text into Latin words and glues letters that
-were spaced out or split by punctuation ("n u d e", "n.u.d.e", "nu.de") back together;
-`cjk_spaced_runs()` does the same for single CJK characters ("萝 莉", "小.女.孩"). All of it is
-regular expressions without backtracking and C-level list work, so 1 MB is a fraction of a second.
+`fold()` maps a prompt to the canonical form the term lists are written in, one character at a time
+(so it is linear and keeps a map back to the original): zero-width/format characters, control
+characters and combining marks are dropped, NFKC turns full-width, mathematical and circled letters
+into plain ones, case and accents go, look-alike letters from Cyrillic/Greek become Latin, and
+traditional Chinese becomes simplified. `Words` splits folded text into Latin words and glues
+letters that were spaced out or split by punctuation ("n u d e", "n.u.d.e", "nu.de") back together;
+`cjk_spaced_runs()` does the same for single CJK characters ("萝 莉", "小.女.孩"). All of it is regular
+expressions without backtracking and C-level list work, so 1 MB is a fraction of a second.
 `deleet()` and `collapse()` undo digit/symbol substitutions ("s3x", "n00d") and repeated letters
 ("nuuuude").
 

@@ -76,8 +76,9 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     """Read the whole input before checking anything, so bad input writes nothing.
 
     JSON Lines when the file is named ``*.jsonl`` / ``*.ndjson`` or its first non-blank line starts
-    with ``{"`` (JSON whitespace allowed between them): then every line must be an object with a string 'prompt', or nothing is checked
-    (a broken line must not be read as a harmless prompt, as JSON escapes would go unread).
+    with ``{"`` (JSON whitespace allowed between them): then every line must be an object with a
+    string 'prompt', or nothing is checked (a broken line must not be read as a harmless prompt,
+    as JSON escapes would go unread).
     Otherwise plain text, one prompt per line. Blank lines are skipped; no prompt at all is an error.
     """
     try:
