@@ -240,7 +240,7 @@ def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | Non
             out.append(c)
         return lc.png_bytes(out)
     if fmt == "jpeg":
-        im.save(buf, "JPEG", quality=JPEG_QUALITY)
+        im.save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=_jpeg_subsampling(original))
         fresh, tail = lc.jpeg_segments(buf.getvalue())
         meta = _jpeg_metadata(lc.jpeg_segments(original)[0])
         return lc.jpeg_bytes(meta + [(m, p) for m, p in fresh if not (0xE0 <= m <= 0xEF or m == 0xFE)], tail)
@@ -278,6 +278,16 @@ def _jpeg_metadata(segments: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]
             continue
         kept.append((marker, payload))
     return kept
+
+
+def _jpeg_subsampling(data: bytes) -> int:
+    """Pillow's chroma subsampling code (0: 4:4:4, 1: 4:2:2, 2: 4:2:0) for re-encoding a JPEG as it was
+    stored: halving the colour detail of a 4:4:4 file changes it far more than the pixel layers do."""
+    from PIL import Image, JpegImagePlugin
+
+    with Image.open(io.BytesIO(data)) as im:
+        sampling = JpegImagePlugin.get_sampling(im)
+    return sampling if sampling >= 0 else 0  # grey, CMYK or RGB stored as is: every channel was full size
 
 
 def _frame_count(data: bytes) -> int:

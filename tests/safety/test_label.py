@@ -419,3 +419,12 @@ def test_a_second_standard_xmp_packet_in_a_jpeg_is_not_dropped_silently(caplog):
     xmp = lc.jpeg_xmp(lc.jpeg_segments(out)[0])
     assert 'dc:rights="Alice"' in xmp and lab.read_label(out).count == 1
     assert "2 standard XMP packets" in caplog.text
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_pixel_layers_keep_a_jpegs_chroma_subsampling(subsampling):
+    from PIL import JpegImagePlugin
+
+    out = prov.apply(encoded("JPEG", quality=92, subsampling=subsampling),
+                     prov.ProvenanceOptions(content_id="s", implicit=False))
+    assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(out))) == subsampling
