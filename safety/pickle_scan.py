@@ -15,6 +15,7 @@ oldest format, a tar archive, is refused (an error), not scanned.
 
 from __future__ import annotations
 
+import _compat_pickle
 import os
 import pickletools
 import tarfile
@@ -39,6 +40,9 @@ DANGEROUS_MODULES = frozenset({
     "http", "urllib", "urllib2", "requests", "ftplib", "smtplib", "telnetlib", "ssl", "pip",
     "setuptools", "platform", "pdb", "bdb", "timeit", "cProfile", "profile", "trace", "inspect",
     "types", "zipimport", "builtins.__dict__", "torch.hub", "torch.jit", "numpy.testing",
+    # C modules behind the ones above, and pydoc, whose pagers run a shell command.
+    "_io", "_posixsubprocess", "_winapi", "_socket", "_ssl", "_signal", "_multiprocessing", "_ctypes",
+    "pydoc",
 })
 # Single globals that run code, import modules or read/write arbitrary attributes and files.
 DANGEROUS_GLOBALS = frozenset(
@@ -47,7 +51,8 @@ DANGEROUS_GLOBALS = frozenset(
     for name in ("eval", "exec", "execfile", "compile", "getattr", "setattr", "delattr", "__import__",
                  "open", "input", "breakpoint", "globals", "locals", "vars", "apply", "file", "reload",
                  "memoryview", "help", "exit", "quit")
-) | frozenset({"operator.attrgetter", "operator.methodcaller", "functools.reduce", "_codecs.open",
+) | frozenset({"operator.attrgetter", "operator.methodcaller", "_operator.attrgetter",
+               "_operator.methodcaller", "functools.reduce", "_functools.reduce", "codecs.open",
                "numpy.load", "numpy.fromfile", "numpy.save", "torch.load", "torch.save"})
 # What ordinary checkpoints import (A1111's safe unpickler allows the same kind of list).
 SAFE_PREFIXES = (
@@ -91,6 +96,30 @@ class PickleScan:
 
 
 def is_dangerous(name: str) -> bool:
+    """Whether importing `name` (``module.qualname``) can run code, as named or as Python 3 reads it.
+
+    A protocol 0-2 pickle's imports go through `_compat_pickle`'s Python 2 names first (cPickle.loads
+    is pickle.loads); the protocol is not tracked, since at protocol 3+ such a name does not import.
+    """
+    return any(map(_names_dangerous, (name, *_python3_names(name))))
+
+
+def _python3_names(name: str) -> list[str]:
+    """What the unpickler's ``fix_imports`` maps `name` to, for each way to split it into a module
+    and a qualified name (``GLOBAL`` names are joined with a dot, so the split is not known)."""
+    found = []
+    for index, char in enumerate(name):
+        if char != ".":
+            continue
+        module, qualname = name[:index], name[index + 1:]
+        if (module, qualname) in _compat_pickle.NAME_MAPPING:
+            found.append(".".join(_compat_pickle.NAME_MAPPING[module, qualname]))
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            found.append(f"{_compat_pickle.IMPORT_MAPPING[module]}.{qualname}")
+    return found
+
+
+def _names_dangerous(name: str) -> bool:
     if name in (UNRESOLVED, EXTENSION) or name in DANGEROUS_GLOBALS:
         return True
     module = name.rpartition(".")[0]

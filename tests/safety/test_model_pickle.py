@@ -149,6 +149,16 @@ def test_bytes_after_five_pickles_are_not_read(tmp_path: Path) -> None:
     assert scan.error is None and scan.globals == ()
 
 
+def test_python2_name_of_a_dangerous_import_is_dangerous(tmp_path: Path) -> None:
+    # Loading maps cPickle.loads to pickle.loads (protocol < 3), which would unpickle the nested
+    # payload the scan never sees.
+    inner = pickle.dumps(_Eval(), protocol=2)
+    path = tmp_path / "cpickle.pt"
+    path.write_bytes(b"\x80\x02ccPickle\nloads\nC" + bytes([len(inner)]) + inner + b"\x85R.")
+    scan = scan_pickle_file(path)
+    assert scan.dangerous == ("cPickle.loads",) and scan.unknown == ()
+
+
 def test_unknown_imports_are_listed(tmp_path: Path) -> None:
     from decimal import Decimal
 
@@ -163,6 +173,12 @@ def test_unknown_imports_are_listed(tmp_path: Path) -> None:
     ("builtins.exec", True), ("builtins.getattr", True), ("runpy._run_code", True), ("socket.socket", True),
     ("shutil.rmtree", True), ("importlib.import_module", True), ("sys.modules", True), ("pty.spawn", True),
     ("webbrowser.open", True), ("os.path.join", True), ("collections.OrderedDict", False),
+    # Python 2 names a protocol 0-2 pickle maps to Python 3 ones when it is loaded.
+    ("cPickle.loads", True), ("__builtin__.reduce", True), ("cStringIO.open", True),
+    ("copy_reg._reconstructor", False), ("__builtin__.set", False),
+    # Modules and functions outside the obvious list that run commands or write files.
+    ("pydoc.pipepager", True), ("_io.open", True), ("codecs.open", True), ("_operator.attrgetter", True),
+    ("_posixsubprocess.fork_exec", True), ("_winapi.CreateProcess", True),
     ("torch._utils._rebuild_tensor_v2", False), ("builtins.set", False), ("osmium.thing", False),
 ])
 def test_dangerous_names(name: str, dangerous: bool) -> None:
