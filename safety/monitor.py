@@ -146,7 +146,7 @@ class MonitorSummary:
 
 def check_steps(total: int, schedule: Sequence[float], final: bool) -> tuple[int, ...]:
     """Step indices (0-based) to check in a run of `total` steps: the step at which each fraction
-    of the run is done (0.3 of 20 → step 5, the sixth), plus the last step when `final`.
+    of the run is done (0.3 of 20 → step 5, the sixth; 0 → the first), plus the last step when `final`.
 
     Example:
         >>> check_steps(20, [0.3, 0.5, 0.7], True)
@@ -223,8 +223,9 @@ class LoopMonitor:
         settings = policy.section("monitor")
         self.enabled = bool(settings["enabled"])
         self.schedule = tuple(float(f) for f in settings["schedule"])
-        if any(not 0.0 < f <= 1.0 for f in self.schedule):
-            raise PolicyError(f"[monitor] schedule must hold fractions in (0, 1], got {list(self.schedule)}",
+        # The same range as the policy schema (_base.toml [ranges]); 0 is the first step, as 0.01 is.
+        if any(not 0.0 <= f <= 1.0 for f in self.schedule):
+            raise PolicyError(f"[monitor] schedule must hold fractions from 0 to 1, got {list(self.schedule)}",
                               path=policy.source)
         self.check_final = bool(settings["check_final"])
         self.background = bool(settings["background"])

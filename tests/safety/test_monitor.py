@@ -86,6 +86,7 @@ def test_check_steps():
     assert check_steps(10, [0.3], True) == (2, 9)
     assert check_steps(2, [0.3, 0.5, 0.7], True) == (0, 1)
     assert check_steps(1, [0.5], False) == (0,)
+    assert check_steps(20, [0.0], False) == (0,)
 
 
 def test_default_schedule_checks_four_steps_of_twenty(tmp_path):
@@ -226,9 +227,11 @@ def test_disabled_monitor_checks_nothing(tmp_path):
     assert monitor.checker.batches == []
 
 
-def test_bad_schedule_is_a_policy_error(tmp_path):
-    with pytest.raises(PolicyError, match=r"schedule must hold fractions in \(0, 1\]"):
-        monitor_for(make_policy(tmp_path, schedule=[0.0, 0.5]))
+def test_schedule_takes_what_the_policy_schema_takes(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path, schedule=[0.0, 0.5]))   # `sdguard policy check` accepts 0
+    assert [r.step for r in run(monitor, 20, latent(CLEAN)) if r.checked] == [0, 9, 19]
+    with pytest.raises(PolicyError, match="schedule"):
+        monitor_for(make_policy(tmp_path, schedule=[0.5, 1.5]))
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
