@@ -201,6 +201,8 @@ def _print_report(path: str, r: dict) -> None:
         print(f"  legacy SD watermarks (weak evidence): SDXL {legacy['sdxl']['bit_agreement']:.2f}, "
               f"SD v1 {legacy['sd_v1']['bit_agreement']:.2f} bit agreement"
               + (" -> found" if legacy["sdxl"]["found"] or legacy["sd_v1"]["found"] else ""))
+    elif legacy:
+        print(f"  legacy SD watermarks: not checked ({legacy['reason']})")
     if r["host_metadata"]:
         print("  host metadata: " + ", ".join(f"{k} ({n} chars)" for k, n in r["host_metadata"].items()))
     print(f"  evidence: {', '.join(r['evidence']) or 'none (absence proves nothing)'}")

@@ -176,6 +176,12 @@ def test_cli_inspect_reads_the_watermark_of_a_bmp_and_says_its_label_was_not_che
     assert report["evidence"] == ["watermark"]
     code, stdout, _ = run(capsys, "inspect", str(path), "--no-legacy", "--require", "label")
     assert code == 3 and "implicit label: not checked" in stdout and "C2PA: not checked" in stdout
+    code, stdout, _ = run(capsys, "inspect", str(path))
+    assert code == 0 and "legacy SD watermarks (weak evidence): SDXL" in stdout
+    small = tmp_path / "small.bmp"
+    Image.fromarray(image(64, 64)).save(small, "BMP")
+    code, stdout, _ = run(capsys, "inspect", str(small))
+    assert code == 0 and "legacy SD watermarks: not checked (image smaller than 256 px)" in stdout
 
 
 def test_cli_inspect_names_a_file_no_image_reader_knows(tmp_path, capsys):
