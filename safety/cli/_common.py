@@ -8,9 +8,10 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..audit import AuditLog, json_safe
 from ..policy import DEFAULT_PROFILE, PROFILES, Policy, load_policy
@@ -93,6 +94,49 @@ def read_input(path: str | os.PathLike[str]) -> bytes:
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
         raise OSError(errno.EINVAL, "not a regular file or pipe", str(path))
     return Path(path).read_bytes()
+
+
+def write_new_file(target: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a new file named `target`, or ``<stem>-1<suffix>``, ``-2``, ... where that name is
+    taken: an output never replaces a file, nor writes through a link (a dangling one included).
+    The content goes to a temporary file in the same folder, renamed over the claimed name once
+    complete, so a reader never sees it half-written.
+
+    Args:
+        target (`Path`): the name wanted; its folder is created.
+        write (`Callable`): writes the content into the binary file it is given.
+
+    Returns:
+        `Path`: the file written.
+
+    Raises:
+        `OSError`: the folder cannot be created or written; `write`'s errors. Nothing is left behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = target, 1
+    while True:
+        try:
+            # O_EXCL claims the name atomically, and refuses any link there: no race, no write-through.
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+            n += 1
+    try:
+        fd, temp = tempfile.mkstemp(dir=candidate.parent, prefix=".sdguard-", suffix=target.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            # mkstemp makes the file private (0600); give it the mode the claimed name got (umask).
+            os.chmod(temp, stat.S_IMODE(os.stat(candidate).st_mode))
+            os.replace(temp, candidate)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
+    return candidate
 
 
 def print_json(obj: Any) -> None:

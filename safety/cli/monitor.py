@@ -16,7 +16,7 @@ from typing import Any
 from ..audit import hash_input
 from ..verdict import Action
 from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_args, exit_status,
-                      policy_from_args, print_json)
+                      policy_from_args, print_json, write_new_file)
 
 # ComfyUI SaveLatent: the latent (raw VAE space) and a marker; files without the marker are the
 # old format, which stored SD1.5 latents already multiplied by 0.18215 (internal space).
@@ -196,10 +196,9 @@ def _print_text(report: dict[str, Any]) -> None:
 
 
 def _write_png(folder: Path, stem: str, key: str, item: int, image: Any) -> Path:
+    """A new PNG in `folder` (``-1``, ``-2``... where the name is taken; nothing is overwritten)."""
     from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
     safe_key = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
-    path = folder / f"{stem}_{safe_key}_{item}.png"
-    Image.fromarray(image).save(path)
-    return path
+    return write_new_file(folder / f"{stem}_{safe_key}_{item}.png",
+                          lambda f: Image.fromarray(image).save(f, format="PNG"))

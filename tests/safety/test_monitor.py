@@ -550,6 +550,26 @@ def test_cli_blocked_preview_is_never_written(tmp_path, capsys, fake_image_guard
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["x0_x0_0.png"]
 
 
+def test_cli_out_never_overwrites_nor_follows_links(tmp_path, capsys, fake_image_guard):
+    from safetensors.torch import save_file
+
+    fake_image_guard(lambda images, policy, stage, only: FakeChecker()(images, policy, stage))
+    save_file({"x0": torch.zeros(1, 4, 8, 8)}, str(tmp_path / "x0.safetensors"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x0_x0_0.png").write_bytes(b"an earlier run's preview")
+    (tmp_path / "victim.txt").write_bytes(b"notes")
+    (out / "x0_x0_0-1.png").symlink_to(tmp_path / "victim.txt")
+    assert cli("preview-latent", str(tmp_path / "x0.safetensors"), "--family", "sd15", "--profile", "adult",
+               "--decoder", "linear", "--out", str(out), "--json") == 0
+    import json
+
+    assert json.loads(capsys.readouterr().out)["preview"] == str(out / "x0_x0_0-2.png")
+    assert (out / "x0_x0_0.png").read_bytes() == b"an earlier run's preview"
+    assert (tmp_path / "victim.txt").read_bytes() == b"notes"
+    assert (out / "x0_x0_0-2.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_cli_bad_input_exits_2_with_nothing_on_stdout(tmp_path, capsys):
     from safetensors.torch import save_file
 
