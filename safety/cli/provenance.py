@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("input")
     lab.add_argument("output")
     lab.add_argument("--visible", action="store_true", default=None, help="draw the visible label")
-    lab.add_argument("--watermark", action="store_true", default=None, help="also embed the invisible watermark")
+    lab.add_argument("--watermark", action="store_true",
+                     help="also embed the invisible watermark (only when asked: it re-encodes the pixels; "
+                          "the policy's [watermark] embed is for the hosts' saved images)")
     lab.add_argument("--producer", metavar="NAME", help="ContentProducer (provider name or TC260 code)")
     lab.add_argument("--content-id", metavar="ID",
                      help="ProduceID (default: the file's own sdguard label's, else a random UUID)")
@@ -123,7 +125,7 @@ def run_label(args: argparse.Namespace) -> int:
     from ..provenance import apply, options_from_policy, with_content_id
 
     policy = policy_from_args(args)
-    overrides = {"visible": args.visible, "watermark": args.watermark or False, "producer": args.producer,
+    overrides = {"visible": args.visible, "watermark": args.watermark, "producer": args.producer,
                  "content_id": args.content_id, "c2pa": args.c2pa, "c2pa_identity": args.c2pa_identity}
     options = options_from_policy(policy, **overrides)
     data = _read(args.input)
