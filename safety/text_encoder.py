@@ -40,6 +40,9 @@ REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 # more push the (tokens, 1536) FFN activations out of the CPU cache. 512-768 were best and equal
 # within noise on one core (COCO captions and Six-CD prompts; 384 and 1024 were slower).
 BATCH_TOKENS = 512
+# First length (characters per token read) at which `MiniLMEncoder.tokenize` cuts a long text
+# before tokenizing it: English runs ~4 characters a token, so one cut nearly always suffices.
+_CHARS_PER_TOKEN = 16
 # Keys read for the forward pass; anything else in the checkpoint (position_ids, pooler) is unused.
 _LAYER_KEYS = ("attention.self.query", "attention.self.key", "attention.self.value",
                "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
@@ -197,11 +200,36 @@ class MiniLMEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def tokenize(self, texts: Sequence[str], max_tokens: int = 128) -> list[list[int]]:
-        """Token ids per text, [CLS] and [SEP] included, cut to `max_tokens` (at least 2)."""
+        """Token ids per text, [CLS] and [SEP] included, cut to `max_tokens` (at least 2).
+
+        A long text is cut before it is tokenized (see `_head`): the tokenizer holds a few hundred
+        bytes per character, so a 12 MB prompt would take gigabytes to keep 128 tokens.
+        """
         max_tokens = max(2, min(int(max_tokens), self.max_positions))
         with self._tokenize_lock:  # truncation is tokenizer state; callers may differ in max_tokens
+            self._tokenizer.no_truncation()
+            heads = [self._head(text, max_tokens) for text in texts]
             self._tokenizer.enable_truncation(max_tokens)
-            return [enc.ids for enc in self._tokenizer.encode_batch(list(texts))]
+            return [enc.ids for enc in self._tokenizer.encode_batch(heads)]
+
+    def _head(self, text: str, max_tokens: int) -> str:
+        """The shortest tried start of `text` whose first `max_tokens` tokens are the whole text's.
+
+        BERT normalisation works character by character and its pre-tokenizer splits at
+        whitespace, punctuation and each CJK character, so cutting the text can only change the
+        tokens of the word the cut falls in: the tokens of the words before it are the text's own.
+        A start is taken when those give the `max_tokens` - 2 content tokens; otherwise it is
+        doubled (a word of over 100 characters is one [UNK], so no fixed length per token is safe).
+        Called with truncation off.
+        """
+        cut = max_tokens * _CHARS_PER_TOKEN
+        while cut < len(text):
+            head = text[:cut]
+            words = self._tokenizer.encode(head, add_special_tokens=False).word_ids
+            if words and sum(1 for word in words if word != words[-1]) >= max_tokens - 2:
+                return head
+            cut *= 2
+        return text
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         import numpy as np

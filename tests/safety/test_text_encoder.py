@@ -81,3 +81,51 @@ def test_every_eval_prompt_matches_sentence_transformers(encoder, name):
     prompts = _eval_sample(name, 64)
     cosine = (encoder.encode(prompts, 128) * model.encode(prompts, normalize_embeddings=True)).sum(axis=1)
     assert cosine.min() >= MIN_COSINE, (prompts[int(cosine.argmin())], cosine.min())
+
+
+def _long_texts() -> list[str]:
+    rng = random.Random(7)
+    letters = "abcdefghij"
+    # Words from 1 to 300 letters: past 100 a word is one [UNK], so a cut must not count on length.
+    varied = " ".join("".join(rng.choice(letters) for _ in range(rng.choice([1, 3, 8, 99, 101, 300])))
+                      for _ in range(1500))
+    return ["我们是朋友" * 4000, ("x" * 150 + " ") * 400, "word " * 5000, ("café\u0301 naïve, Ⅻ ") * 3000,
+            "a" * 50_000, "a" * 50_000 + " cat" * 300, varied]
+
+
+@pytest.mark.parametrize("max_tokens", [8, 128, 512])
+def test_long_texts_cut_before_tokenizing_keep_their_first_tokens(encoder, max_tokens):
+    from tokenizers import Tokenizer
+
+    whole = Tokenizer.from_file(str(encoder.model_dir / "tokenizer.json"))
+    whole.no_padding()
+    whole.enable_truncation(max_tokens)
+    texts = _long_texts()
+    assert encoder.tokenize(texts, max_tokens) == [enc.ids for enc in whole.encode_batch(texts)]
+
+
+class _Recorder:
+    """Stands in for the encoder's tokenizer and records the length of every text it is given."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.lengths = tokenizer, []
+
+    def encode(self, text, **kwargs):
+        self.lengths.append(len(text))
+        return self.tokenizer.encode(text, **kwargs)
+
+    def encode_batch(self, texts, **kwargs):
+        self.lengths.extend(map(len, texts))
+        return self.tokenizer.encode_batch(texts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_a_huge_prompt_is_not_tokenized_whole(encoder, monkeypatch):
+    # Tokenized whole, 4 M characters took gigabytes of memory to keep 128 tokens.
+    recorder = _Recorder(encoder._tokenizer)
+    monkeypatch.setattr(encoder, "_tokenizer", recorder)
+    huge = "我们是朋友" * 200_000
+    (ids,) = encoder.tokenize([huge], 128)
+    assert len(ids) == 128 and max(recorder.lengths) <= 128 * text_encoder._CHARS_PER_TOKEN
