@@ -12,6 +12,7 @@ import copy
 import functools
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -207,9 +208,27 @@ def _load_file(path: Path, depth: int) -> dict[str, Any]:
             raise PolicyError(f"extends = '{parent}': not a profile ({', '.join(PROFILES)}) "
                               f"and no file {parent_path}", path=str(path), line=_line_of(text, (), "extends"))
         base = _load_file(parent_path, depth + 1)
+        _rebase_lists(base, parent_path.parent, path.parent)
     merged = _merge(base, data)
     _check_detection_kept(merged, str(path), text)
     return merged
+
+
+def _rebase_lists(data: dict[str, Any], old_folder: Path, new_folder: Path) -> None:
+    """Re-express the relative [lists] paths of `data`, written from `old_folder`, from `new_folder`.
+
+    A relative list path belongs to the file that names it, but readers resolve it from the folder
+    of the file that was loaded; rebased at each `extends` step, it reaches them right. Relative,
+    not absolute, so a policy's fingerprint does not depend on where its files are installed.
+    """
+    lists = data.get("lists", {})
+    for key, value in lists.items():
+        if value and not os.path.isabs(value):
+            target = (old_folder / value).resolve()
+            try:
+                lists[key] = os.path.relpath(target, new_folder.resolve())
+            except ValueError:  # another drive (Windows): no relative path leads there
+                lists[key] = str(target)
 
 
 def _validate(data: Mapping[str, Any], path: str, text: str | None) -> None:

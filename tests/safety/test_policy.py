@@ -58,6 +58,29 @@ def test_user_file_can_extend_another_file(tmp_path):
     assert policy.action_for("sexual", "prompt") is Action.BLOCK
 
 
+def test_list_paths_belong_to_the_file_that_names_them(tmp_path):
+    from sdguard.prompt_guard import check_prompt
+
+    (tmp_path / "names.txt").write_text("Jane Example\n")
+    write(tmp_path, 'extends = "adult"\n[prompt]\nsemantic = "off"\n[lists]\nreal_persons = "names.txt"\n',
+          "parent.toml")
+    for child in ("a", "b"):
+        (tmp_path / child).mkdir()
+        # A names.txt beside the child must not be used in place of the parent's.
+        (tmp_path / child / "names.txt").write_text("Someone Else\n")
+        write(tmp_path / child, 'extends = "../parent.toml"\n', "child.toml")
+    first, second = (load_policy(tmp_path / child / "child.toml") for child in ("a", "b"))
+    # Kept relative (to the loaded file), so the fingerprint does not depend on the install folder.
+    assert Path(first.section("lists")["real_persons"]) == Path("..", "names.txt")
+    assert check_prompt("Jane Example nude", policy=first).codes == ("real_person_sexual",)
+    assert first.fingerprint == second.fingerprint
+    # A list named by a file loaded from another working folder is still the same file.
+    deep = tmp_path / "a" / "deep"
+    deep.mkdir()
+    write(deep, 'extends = "../child.toml"\n', "child.toml")
+    assert check_prompt("Jane Example nude", policy=load_policy(deep / "child.toml")).codes == ("real_person_sexual",)
+
+
 def test_extends_loop_is_an_error(tmp_path):
     write(tmp_path, 'extends = "b.toml"\n', "a.toml")
     write(tmp_path, 'extends = "a.toml"\n', "b.toml")
