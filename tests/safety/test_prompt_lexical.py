@@ -231,6 +231,16 @@ def test_obfuscated_minor_sexual_is_blocked_even_in_adult(lexical_policy, text):
     assert check_prompt(text, policy=lexical_policy("adult")).blocked
 
 
+@pytest.mark.parametrize("text", ["5th grader, nude", "fifth grader, nude", "first grader, nude", "6th grade girl, nude",
+                                  "eighth-graders naked", "a 2nd grade student, topless"])
+def test_school_grades_are_minor_cues(lexical_policy, text):
+    assert check_prompt(text, policy=lexical_policy("adult")).codes == ("minor_sexual",)
+
+
+def test_a_grade_alone_is_not_a_minor_cue(lexicon):
+    assert not any(h.category == "minor" for h in lexicon.scan("first grade steel, a 1st grade teacher"))
+
+
 # CLIP hosts delete control characters before tokenizing, so "lo\x00li" reaches the model as "loli".
 @pytest.mark.parametrize("control", ["\x00", "\x07", "\x0b", "\x1c", "\x1f", "\x7f", "\x80", "\x9f"])
 def test_control_characters_inside_a_word_are_dropped(lexicon, lexical_policy, control):
