@@ -15,6 +15,8 @@ from ._common import (UsageError, add_audit_arg, add_policy_args, audit_from_arg
 
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+# Keys a JSON Lines record may hold its negative prompt under (A1111 writes "negative_prompt").
+NEGATIVE_KEYS = ("negative", "negative_prompt")
 # How every JSON object with a key begins: "{", JSON whitespace, then the key's quote. A plain-text
 # prompt may start with "{" ("{red|blue} bird", wildcard syntax); "{}" holds no prompt to hide.
 JSON_OBJECT_START_RE = re.compile(r'\{[ \t\r\n]*"')
@@ -102,9 +104,13 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
             raise UsageError(f"{source}:{n}: not valid JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
             raise UsageError(f"{source}:{n}: expected an object with a string 'prompt'")
-        negative = obj.get("negative", obj.get("negative_prompt", ""))
+        keys = [key for key in NEGATIVE_KEYS if key in obj]
+        if len(keys) > 1:  # which one counts would be a guess; a wrong guess loses the minor cue
+            raise UsageError(f"{source}:{n}: give 'negative' or 'negative_prompt', not both")
+        # null as no negative prompt, as check_prompt(prompt, None) reads it.
+        negative = obj[keys[0]] if keys and obj[keys[0]] is not None else ""
         if not isinstance(negative, str):
-            raise UsageError(f"{source}:{n}: 'negative' must be a string")
+            raise UsageError(f"{source}:{n}: '{keys[0]}' must be a string or null")
         items.append((obj["prompt"], negative))
     return items
 

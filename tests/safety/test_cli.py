@@ -82,6 +82,14 @@ def test_input_starting_with_wildcard_braces_is_plain_text(capsys, tmp_path, lex
     assert status == 0 and len(out.splitlines()) == 2
 
 
+@pytest.mark.parametrize("key", ["negative", "negative_prompt"])
+def test_a_null_negative_prompt_is_no_negative_prompt(capsys, tmp_path, lexical_file, key):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": "a cat", key: None}) + "\n" + json.dumps({"prompt": "a dog", key: "blurry"}))
+    status, out, err = run(capsys, "check-prompt", "--input", str(src), "--policy", lexical_file)
+    assert status == 0 and len(out.splitlines()) == 2, err
+
+
 # str.splitlines would also break at these, turning one prompt into several checked alone.
 LINE_BREAKS_INSIDE_A_LINE = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]
 
@@ -115,6 +123,10 @@ def test_eval_sets_are_split_at_newlines_only(tmp_path):
     (b'{"prompt": "ok"}\n{"prompt": \n', "in.jsonl:2: not valid JSON"),
     (b'{"prompt": "ok"}\n{"text": "x"}\n', "in.jsonl:2: expected an object with a string 'prompt'"),
     (b'{"prompt": "ok", "negative": 3}\n', "'negative' must be a string"),
+    (b'{"prompt": "ok", "negative_prompt": []}\n', "'negative_prompt' must be a string"),
+    # Reading either one alone could drop the other's minor cue ("adult").
+    (b'{"prompt": "ok"}\n{"prompt": "nude", "negative": "", "negative_prompt": "adult"}\n',
+     "in.jsonl:2: give 'negative' or 'negative_prompt', not both"),
     (b"caf\xe9\n", "not UTF-8"),
     # A .jsonl whose first line is not an object is still JSON Lines: read as plain text, the
     # next line's escapes ("\u006e\u0075\u0064\u0065" is "nude") would go unread and pass.
