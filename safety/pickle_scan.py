@@ -20,12 +20,21 @@ import os
 import pickletools
 import tarfile
 import zipfile
+from collections import deque
 from dataclasses import dataclass
 from typing import IO
 
-# Pickle bytes scanned at most; a pickle running past this is refused (torch's data.pkl holds only
-# structure, a few MB; legacy files put their pickles first and raw tensor bytes after them).
+# Pickle bytes scanned at most per file (all zip members together); a pickle running past this is
+# refused (torch's data.pkl holds only structure, a few MB; legacy files put their pickles first
+# and raw tensor bytes after them).
 MAX_PICKLE_BYTES = 256 << 20
+# Opcodes decoded at most per file (about 1-4 µs each: seconds and ~150 MB at worst): torch's
+# data.pkl has about 30 per tensor (90 000 for 3 000 tensors; a training checkpoint with EMA and
+# optimizer state, ~15 000 tensors), while 256 MB of one-byte opcodes (a 250 KB zip) would keep
+# the CPU busy for many minutes.
+MAX_OPCODES = 2_000_000
+# .pkl members of a zip scanned at most: torch.save writes one (data.pkl), torch.package a few.
+MAX_PICKLE_MEMBERS = 100
 # Legacy torch files hold 5 pickles (magic, protocol, sys info, object, storage keys), then raw
 # tensor bytes: torch.load unpickles no more than these from a raw file, pickle.load only the first.
 MAX_PICKLES_PER_STREAM = 5
@@ -188,12 +197,19 @@ def _scan_zip(file: IO[bytes]) -> PickleScan:
             members = [m for m in archive.infolist() if m.filename.endswith(".pkl")]
             if not members:
                 return PickleScan("zip", error="zip archive without a .pkl member (not a PyTorch checkpoint)")
+            if len(members) > MAX_PICKLE_MEMBERS:
+                return PickleScan("zip", error=f"{len(members)} .pkl members, above the scan limit of "
+                                               f"{MAX_PICKLE_MEMBERS}")
+            # Members inflate to their declared size at most (zipfile stops there), so the sum
+            # bounds what is read.
+            total = sum(m.file_size for m in members)
+            if total > MAX_PICKLE_BYTES:
+                return PickleScan("zip", error=f"the .pkl members hold {total} bytes, above the "
+                                               f"{MAX_PICKLE_BYTES}-byte scan limit")
+            budget = _Budget()
             for member in members:
-                if member.file_size > MAX_PICKLE_BYTES:
-                    return _result("zip", names, f"{member.filename}: {member.file_size} bytes, "
-                                                 f"above the {MAX_PICKLE_BYTES}-byte scan limit")
                 with archive.open(member) as f:
-                    found, error = scan_stream(f, member.file_size)
+                    found, error = scan_stream(f, member.file_size, budget)
                 names |= found
                 if error:
                     return _result("zip", names, f"{member.filename}: {error}")
@@ -241,17 +257,34 @@ class _Bounded:
         return self._left == 0
 
 
-def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
+class _OverBudget(Exception):
+    """A file holds more opcodes than `MAX_OPCODES`."""
+
+
+class _Budget:
+    """Opcodes one file's scan may still decode, shared by its pickles and zip members."""
+
+    def __init__(self) -> None:
+        self.opcodes = MAX_OPCODES
+
+
+def scan_stream(stream: IO[bytes], size: int, budget: _Budget | None = None) -> tuple[set[str], str | None]:
     """Collect globals from back-to-back pickles in the next `size` bytes of `stream`.
 
     Up to `MAX_PICKLES_PER_STREAM` pickles are read (what torch.load may unpickle); each must
     parse or the stream must end before it. The bytes after them (raw tensor data in legacy torch
     files) are never unpickled, so they are not read.
 
+    Args:
+        stream (`IO[bytes]`): positioned at the first pickle.
+        size (`int`): bytes of it that belong to the pickles (at most `MAX_PICKLE_BYTES` are read).
+        budget (`_Budget`, *optional*): opcodes left for the whole file; a fresh one by default.
+
     Returns:
         ``(globals, error)``; `error` is ``None`` when the scan finished.
     """
     data = _Bounded(stream, size)
+    budget = _Budget() if budget is None else budget
     names: set[str] = set()
     for index in range(MAX_PICKLES_PER_STREAM):
         if data.at_end:
@@ -259,7 +292,9 @@ def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
                 return names, "empty: no pickle in it"
             break
         try:
-            names |= _globals_of_one(data)
+            names |= _globals_of_one(data, budget)
+        except _OverBudget:
+            return names, f"more than {MAX_OPCODES} pickle opcodes, above the scan limit"
         except (ValueError, EOFError, KeyError, IndexError, TypeError, UnicodeDecodeError) as e:
             # Not the end of the scan: the unpickler accepts some input genops rejects (``I0x3e9``
             # is int(s, 0) to it), and stopping here would leave the pickles after it unseen.
@@ -269,12 +304,21 @@ def scan_stream(stream: IO[bytes], size: int) -> tuple[set[str], str | None]:
     return names, None
 
 
-def _globals_of_one(data: _Bounded) -> set[str]:
-    """Globals imported by the pickle starting at `data`'s position; leaves it after the STOP."""
+def _globals_of_one(data: _Bounded, budget: _Budget) -> set[str]:
+    """Globals imported by the pickle starting at `data`'s position; leaves it after the STOP.
+
+    Raises:
+        `_OverBudget`: the file's opcode budget ran out.
+    """
     names: set[str] = set()
     memo: dict[int, object] = {}
-    recent: list[object] = []  # values the last opcodes pushed: strings or None (anything else)
+    # Values the last two opcodes pushed (strings, or None for anything else): all STACK_GLOBAL
+    # and MEMOIZE look at, kept without growing with the number of opcodes.
+    recent: deque[object] = deque(maxlen=2)
     for opcode, arg, _ in pickletools.genops(data):
+        budget.opcodes -= 1
+        if budget.opcodes < 0:
+            raise _OverBudget
         op = opcode.name
         if op in ("GLOBAL", "INST"):
             module, _, name = str(arg).partition(" ")

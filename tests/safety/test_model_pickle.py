@@ -6,11 +6,13 @@ import io
 import os
 import pickle
 import tarfile
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from sdguard import pickle_scan
 from sdguard.pickle_scan import UNRESOLVED, is_dangerous, scan_pickle_file
 
 
@@ -102,6 +104,49 @@ def test_zip_without_pickle_is_an_error(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("readme.txt", "hello")
     assert "without a .pkl member" in scan_pickle_file(path).error
+
+
+def _zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, body in members.items():
+            z.writestr(name, body)
+    return path
+
+
+def test_opcodes_are_capped_per_file_across_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A few KB of deflated b"N" opcodes kept the CPU busy for minutes; each member alone fits the cap.
+    monkeypatch.setattr(pickle_scan, "MAX_OPCODES", 1000)
+    body = b"\x80\x02" + b"N" * 600 + b"."
+    one = _zip_of(tmp_path / "one.pt", {"archive/data.pkl": body})
+    assert scan_pickle_file(one).error is None
+    two = _zip_of(tmp_path / "two.pt", {"archive/data.pkl": body, "archive/more.pkl": body})
+    assert "more than 1000 pickle opcodes" in scan_pickle_file(two).error
+
+
+def test_pickle_bytes_are_capped_per_file_across_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pickle_scan, "MAX_PICKLE_BYTES", 1000)
+    body = pickle.dumps(list(range(1000, 1200)), protocol=2)
+    assert 500 < len(body) <= 1000
+    path = _zip_of(tmp_path / "two.pt", {"archive/data.pkl": body, "archive/more.pkl": body})
+    assert "above the 1000-byte scan limit" in scan_pickle_file(path).error
+
+
+def test_pickle_members_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pickle_scan, "MAX_PICKLE_MEMBERS", 3)
+    path = _zip_of(tmp_path / "many.pt", {f"archive/{i}.pkl": b"N." for i in range(4)})
+    assert "4 .pkl members" in scan_pickle_file(path).error
+
+
+def test_scan_memory_does_not_grow_with_opcodes(tmp_path: Path) -> None:
+    path = tmp_path / "long.pkl"
+    path.write_bytes(b"\x80\x02" + b"N" * 200_000 + b".")
+    tracemalloc.start()
+    try:
+        assert scan_pickle_file(path).error is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 500_000  # one entry per opcode kept would be > 1.6 MB
 
 
 def test_stack_global_through_the_memo_is_resolved(tmp_path: Path) -> None:
