@@ -91,8 +91,7 @@ class MiniLMEncoder:
     """
 
     def __init__(self, model_dir: Path):
-        try:
-            import numpy  # noqa: F401 - imported here so a missing package is one clear error
+        try:  # imported here so a missing package is one clear error (safetensors.numpy needs numpy)
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as e:
