@@ -20,9 +20,15 @@ import os
 import pickletools
 import tarfile
 import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import IO
+
+try:
+    import lzma
+except ImportError:  # a Python built without it: zipfile then refuses LZMA members (NotImplementedError)
+    lzma = None
 
 # Pickle bytes scanned at most per file (all zip members together); a pickle running past this is
 # refused (torch's data.pkl holds only structure, a few MB; legacy files put their pickles first
@@ -33,6 +39,9 @@ MAX_PICKLE_BYTES = 256 << 20
 # optimizer state, ~15 000 tensors), while 256 MB of one-byte opcodes (a 250 KB zip) would keep
 # the CPU busy for many minutes.
 MAX_OPCODES = 2_000_000
+# What reading a damaged or encrypted member raises: RuntimeError (encrypted), zlib.error (deflate),
+# OSError (bzip2; the file itself is already open, so not an unreadable file), LZMAError.
+_INFLATE_ERRORS = (RuntimeError, zlib.error, OSError) + ((lzma.LZMAError,) if lzma is not None else ())
 # .pkl members of a zip scanned at most: torch.save writes one (data.pkl), torch.package a few.
 MAX_PICKLE_MEMBERS = 100
 # Legacy torch files hold 5 pickles (magic, protocol, sys info, object, storage keys), then raw
@@ -213,7 +222,8 @@ def _scan_zip(file: IO[bytes]) -> PickleScan:
                 names |= found
                 if error:
                     return _result("zip", names, f"{member.filename}: {error}")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError,
+            *_INFLATE_ERRORS) as e:
         return _result("zip", names, f"unreadable zip archive ({e})")
     return _result("zip", names, None)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import pickle
 import re
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +80,25 @@ class FakeLexicon:
         self.calls += 1
         return [Hit(self.terms[m.group(1).lower()], m.group(1).lower(), m.span(), field)
                 for m in self._pattern.finditer(text)]
+
+
+def damaged_zip(path: Path, damage: str) -> Path:
+    """A torch-style zip whose data.pkl cannot be read: flagged encrypted, or its compressed bytes
+    garbled (deflate, bzip2, or the LZMA properties)."""
+    method = {"encrypted": zipfile.ZIP_STORED, "deflate": zipfile.ZIP_DEFLATED, "bzip2": zipfile.ZIP_BZIP2,
+              "lzma": zipfile.ZIP_LZMA}[damage]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", method) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"w": list(range(200))}, protocol=2))
+    data = bytearray(archive.getvalue())
+    start = 30 + len("archive/data.pkl")  # the member's bytes follow its 30-byte local header and name
+    if damage == "encrypted":
+        data[6] |= 1  # general purpose flag bit 0, in the local header and the central directory
+        data[data.find(b"PK\x01\x02") + 8] |= 1
+    elif damage == "lzma":
+        data[start + 4] = 0xFF  # lc/lp/pb out of range
+    else:
+        for i in range(start, start + 12):
+            data[i] = 0xFF
+    path.write_bytes(bytes(data))
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _model_fixtures import FakeLexicon, kohya_metadata, write_safetensors
+from _model_fixtures import FakeLexicon, damaged_zip, kohya_metadata, write_safetensors
 from sdguard import Action, load_policy
 from sdguard.hash_blocklist import Blocklist, BlocklistEntry
 from sdguard.model_guard import check_model_file, detect_format
@@ -169,6 +169,13 @@ def test_malformed_files_block_with_an_error(tmp_path: Path, check, name: str, c
     v = check(path, "adult")
     assert v.blocked and v.codes[0] == "malformed_input"
     assert v.details["format"] == fmt and v.details["error"] and v.details["sha256"]
+
+
+def test_an_encrypted_pickle_member_blocks_as_malformed(tmp_path: Path, check) -> None:
+    policy = _policy(tmp_path, "[model]\nallow_pickle = true\n")
+    v = check(damaged_zip(tmp_path / "encrypted.pt", "encrypted"), policy)
+    assert v.action is Action.BLOCK and v.codes == ("malformed_input",)
+    assert "encrypted" in v.details["error"]
 
 
 def test_unknown_format_is_refused(tmp_path: Path, check) -> None:

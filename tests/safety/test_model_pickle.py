@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from _model_fixtures import damaged_zip
 from sdguard import pickle_scan
 from sdguard.pickle_scan import UNRESOLVED, is_dangerous, scan_pickle_file
 
@@ -147,6 +148,12 @@ def test_scan_memory_does_not_grow_with_opcodes(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 500_000  # one entry per opcode kept would be > 1.6 MB
+
+
+@pytest.mark.parametrize("damage", ["encrypted", "deflate", "bzip2", "lzma"])
+def test_damaged_or_encrypted_member_is_an_error_not_a_crash(tmp_path: Path, damage: str) -> None:
+    scan = scan_pickle_file(damaged_zip(tmp_path / f"{damage}.pt", damage))
+    assert scan.container == "zip" and "unreadable zip archive" in scan.error
 
 
 def test_stack_global_through_the_memo_is_resolved(tmp_path: Path) -> None:
