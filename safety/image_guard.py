@@ -29,6 +29,10 @@ STAGE = "image"
 # A category the policy gives no threshold for this backend: the backend does not feed it.
 _NOT_FED = math.inf
 
+# The views of a partly transparent image, in the order `views` returns them; a verdict on such an
+# image names the view it was judged on in ``details["view"]``.
+ALPHA_VIEWS = ("over_white", "over_black", "colour_channels")
+
 
 def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
                 backends: Mapping[str, ImageBackend] | None = None) -> Verdict:
@@ -36,7 +40,8 @@ def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
 
     Args:
         image (`np.ndarray` or `PIL.Image.Image`): RGB ``uint8`` ``(H, W, 3)``; greyscale, RGBA
-            and float arrays in 0..1 are converted.
+            and float arrays in 0..1 are converted. One with transparency is judged in each of its
+            `views` (over white, over black, colour channels alone); the worst verdict is returned.
         policy (`Policy`, *optional*, defaults to the ``public`` profile).
         stage (`str`, *optional*, defaults to ``"image"``): ``"preview"`` for in-loop previews
             (the policy may act differently there).
@@ -45,7 +50,7 @@ def check_image(image: Any, policy: Policy | None = None, *, stage: str = STAGE,
 
     Returns:
         `Verdict`; its details carry ``regions``, ``faces`` (with ages), per-backend ``scores``,
-        ``size`` and ``tiles``. An image that cannot be read is blocked (``malformed_input``).
+        ``size``, ``tiles``, and for a partly transparent image the ``view`` judged. An image that cannot be read is blocked (``malformed_input``).
 
     Raises:
         `ValueError`: `stage` is not one of the policy's stages.
@@ -112,9 +117,20 @@ def load_backends(names: Sequence[str], given: Mapping[str, ImageBackend] | None
 def _check_one(image: Any, policy: Policy, stage: str, backends: Mapping[str, ImageBackend],
                required: set[str], skipped: Mapping[str, str]) -> Verdict:
     try:
-        pixels = as_rgb(image)
+        shown = views(image)
     except (TypeError, ValueError) as e:
         return malformed(stage, policy, str(e))
+    if len(shown) == 1:
+        return _check_pixels(shown[0], policy, stage, backends, required, skipped, {})
+    # A picture can hide in the alpha channel: judge every way a viewer may see it; the worst wins
+    # (the first of equals, so the over-white view, which censored copies are made from).
+    verdicts = [_check_pixels(pixels, policy, stage, backends, required, skipped, {"view": view})
+                for view, pixels in zip(ALPHA_VIEWS, shown)]
+    return max(verdicts, key=lambda v: v.action.severity)
+
+
+def _check_pixels(pixels: Any, policy: Policy, stage: str, backends: Mapping[str, ImageBackend],
+                  required: set[str], skipped: Mapping[str, str], extra: Mapping[str, Any]) -> Verdict:
     settings = policy.section("image")
     height, width = pixels.shape[:2]
     tiles = tile_grid(width, height, settings)
@@ -132,7 +148,7 @@ def _check_one(image: Any, policy: Policy, stage: str, backends: Mapping[str, Im
                 return unavailable(stage, policy, f"image backend '{name}'", error)
             logger.warning("optional image backend %s failed, skipped: %s", name, error)
             skipped[name] = error
-    details: dict[str, Any] = {"size": [width, height], "tiles": len(tiles)}
+    details: dict[str, Any] = {"size": [width, height], "tiles": len(tiles), **extra}
     if skipped:
         details["skipped"] = skipped
     if not detections:  # nothing named, or every optional backend failed: the image was not checked
@@ -206,11 +222,48 @@ def _final_faces(detections: Sequence[Detection]) -> list[Face]:
 
 
 def as_rgb(image: Any) -> Any:
-    """The image as a C-contiguous RGB ``uint8`` array ``(H, W, 3)``.
+    """The image as a viewer sees it: a C-contiguous RGB ``uint8`` array ``(H, W, 3)``; one with
+    transparency is composited over white (the first of `views`).
 
     Raises:
         `TypeError`: not an array or PIL image.
         `ValueError`: wrong shape, empty, or float values outside 0..1 (the message says which).
+    """
+    return views(image)[0]
+
+
+def views(image: Any) -> list[Any]:
+    """Every way a viewer may see the image, as RGB ``uint8`` arrays ``(H, W, 3)``: just the
+    image when it is opaque; for one with transparency (an alpha channel, greyscale + alpha
+    arrays, PIL modes RGBA/LA/PA, a palette or colour key with ``transparency``), it composited
+    over white, over black, and its colour channels as they are (what a tool that drops alpha
+    shows), in the order of `ALPHA_VIEWS`. A picture drawn only in the alpha channel shows on a
+    background, not in the colour channels, so each view is judged.
+
+    Raises:
+        `TypeError`, `ValueError`: as `as_rgb`.
+    """
+    import numpy as np
+
+    pixels = as_pixels(image)
+    if pixels.shape[2] == 3:
+        return [pixels]
+    colour, alpha = pixels[:, :, :3], pixels[:, :, 3:]
+    # Integer "over": (c·a + bg·(255 − a)) / 255, rounded; uint16 holds 255·255.
+    weight = alpha.astype(np.uint16)
+    covered = colour * weight
+    over_white = ((covered + 255 * (255 - weight) + 127) // 255).astype(np.uint8)
+    over_black = ((covered + 127) // 255).astype(np.uint8)
+    return [over_white, over_black, np.ascontiguousarray(colour)]
+
+
+def as_pixels(image: Any) -> Any:
+    """The image as a C-contiguous ``uint8`` array: ``(H, W, 3)`` RGB, or ``(H, W, 4)`` RGBA when
+    it has transparency (alpha below 255 somewhere). `check_image` and `views` take it as it is:
+    decode once with this, judge it, and make a censored copy of its `as_rgb`.
+
+    Raises:
+        `TypeError`, `ValueError`: as `as_rgb`.
     """
     import numpy as np
 
@@ -224,11 +277,9 @@ def as_rgb(image: Any) -> Any:
         raise ValueError(f"image must be an (H, W, 3) array, got shape {array.shape} of {array.dtype}")
     if array.ndim == 2:
         array = array[:, :, None]
-    if array.shape[2] == 4:
-        array = array[:, :, :3]
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
-    if array.shape[2] != 3 or array.shape[0] == 0 or array.shape[1] == 0:
+    if array.shape[2] not in (3, 4) or array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"image must be an (H, W, 3) array, got shape {array.shape}")
     if array.dtype != np.uint8:
         if array.dtype.kind not in "fiub":
@@ -240,15 +291,20 @@ def as_rgb(image: Any) -> Any:
         elif array.min() < 0 or array.max() > 255:
             raise ValueError(f"integer image pixels must be within 0..255, got {array.dtype}")
         array = array.astype(np.uint8)
+    if array.shape[2] == 4 and array[:, :, 3].min() == 255:  # an alpha that hides nothing
+        array = array[:, :, :3]
     return np.ascontiguousarray(array)
 
 
 def _pil_pixels(image: Any) -> Any:
-    """A PIL image's pixels as uint8. Modes wider than 8 bits are scaled here, because
-    ``convert("RGB")`` clips them at 255: a 16-bit greyscale image turned almost white and a
-    float one black, so neither was judged as it looks."""
+    """A PIL image's pixels as uint8, with alpha where it has transparency. Modes wider than 8
+    bits are scaled here, because ``convert("RGB")`` clips them at 255: a 16-bit greyscale image
+    turned almost white and a float one black, so neither was judged as it looks."""
     import numpy as np
 
+    if image.mode in ("RGBA", "RGBa", "LA", "PA") or (
+            "transparency" in image.info and image.mode in ("P", "L", "RGB")):
+        return np.asarray(image.convert("RGBA"))
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return np.asarray(image.convert("RGB"))
     values = np.asarray(image, dtype=np.float32)  # exact for 16-bit samples, half float64's memory

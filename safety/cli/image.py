@@ -5,7 +5,8 @@ others are still checked and reported), else 3 when any image is blocked, else 0
 Censored copies are written only for images whose verdict is ``censor``, and only under
 ``--censor-to``; originals are never modified, and a blocked image is never copied anywhere.
 Multi-frame files (GIF, animated WebP) are checked frame by frame and reported as their worst
-frame; they get no censored copy.
+frame; they get no censored copy. An image with transparency is judged over white, over black and
+by its colour channels alone; its censored copy is the over-white composite, opaque.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..audit import hash_input
 from ..censor import censor_image
-from ..image_guard import as_rgb, check_images
+from ..image_guard import as_pixels, as_rgb, check_images
 from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                        extra={"path": str(path)})
         written = None
         if censor_dir is not None and verdict.action is Action.CENSOR and len(frames) == 1:
-            written = _write_censored(frames[0], verdict, policy, censor_dir / relative)
+            written = _write_censored(as_rgb(frames[0]), verdict, policy, censor_dir / relative)
         _report(path, verdict, written, worst if len(frames) > 1 else None, len(frames), args.json)
     if unreadable:
         return EXIT_USAGE
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _decode(data: bytes) -> list[Any]:
-    """Every frame as an RGB uint8 array, EXIF orientation applied (boxes match what people see).
+    """Every frame as a uint8 array (RGB, or RGBA where it has transparency, for `check_images` to
+    judge each way it may be seen), EXIF orientation applied (boxes match what people see).
 
     Raises:
         `ValueError`: not an image Pillow can decode.
@@ -90,7 +92,7 @@ def _decode(data: bytes) -> list[Any]:
 
     try:
         with Image.open(io.BytesIO(data)) as picture:
-            frames = [as_rgb(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(picture)]
+            frames = [as_pixels(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(picture)]
     except UnidentifiedImageError:
         raise ValueError("not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:

@@ -133,3 +133,29 @@ def test_a_16_bit_png_is_judged_as_it_looks(capsys, tmp_path, fakes):
     Image.fromarray(ramp).save(tmp_path / "grey16.png")
     status, _, _ = run(capsys, tmp_path / "grey16.png")
     assert status == 0 and len(seen) == 1 and abs(seen[0] - 127.5) < 1  # not clipped to white
+
+
+def test_a_picture_in_the_alpha_channel_is_judged_and_censored_as_shown(capsys, tmp_path):
+    # Black colour channels, the picture (nudity, a face aged 0) in alpha: blocked, as it shows.
+    grey = marked_image(age=0)[..., 1]
+    grey[0, :3] = (0, 255, 255)
+    hidden = np.zeros(grey.shape + (4,), np.uint8)
+    hidden[..., 3] = 255 - grey
+    Image.fromarray(hidden, "RGBA").save(tmp_path / "hidden.png")
+    # An adult's nudity, partly transparent: censored; the copy is the over-white composite.
+    seen = np.dstack([marked_image(age=35, nude=True), np.full((256, 256), 200, np.uint8)])
+    seen[0, :3, 3] = 255
+    Image.fromarray(seen, "RGBA").save(tmp_path / "seen.png")
+    status, out, _ = run(capsys, tmp_path / "hidden.png", tmp_path / "seen.png", "--json",
+                         "--censor-to", tmp_path / "c")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 3 and [(r["action"], r["view"]) for r in rows] == [("block", "over_white"),
+                                                                         ("censor", "over_white")]
+    assert "minor_sexual" in rows[0]["codes"]
+    copy = Image.open(tmp_path / "c" / "seen.png")
+    over_white = np.asarray(Image.alpha_composite(Image.new("RGBA", (256, 256), "white"),
+                                                  Image.fromarray(seen, "RGBA")).convert("RGB"))
+    x0, y0, x1, y1 = NUDE_BOX
+    outside = np.ones((256, 256), bool)
+    outside[y0 - 12:y1 + 12, x0 - 12:x1 + 12] = False
+    assert copy.mode == "RGB" and np.abs(np.asarray(copy, int) - over_white)[outside].max() <= 1

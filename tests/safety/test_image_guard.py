@@ -278,3 +278,50 @@ def test_child_in_swimwear_is_not_minor_sexual(profile):
     v = check_image(marked_image(age=7), load_policy(profile), backends=backends)
     assert "minor_sexual" not in v.codes
     assert v.action is Action.ALLOW
+
+
+def alpha_only(age: int) -> np.ndarray:
+    """A picture carried only in the alpha channel over black colour channels (alpha = 255 − grey):
+    over white it shows the markers of `marked_image` for nudity, a face and this age."""
+    grey = marked_image(age=age)[..., 1]
+    grey[0, :3] = (age, 255, 255)
+    rgba = np.zeros(grey.shape + (4,), np.uint8)
+    rgba[..., 3] = 255 - grey
+    return rgba
+
+
+def test_a_picture_in_the_alpha_channel_is_judged_as_shown():
+    # The markers (nudity, face, age 0) show only over a background; the colour channels are black.
+    from PIL import Image
+
+    rgba = alpha_only(age=0)
+    for image in (rgba, Image.fromarray(rgba, "RGBA"), Image.fromarray(rgba[..., [0, 3]], "LA")):
+        v = check_image(image, load_policy("public"), backends=fake_backends())
+        assert v.blocked and "minor_sexual" in v.codes and v.details["view"] == "over_white"
+
+
+def test_a_picture_only_in_the_colour_channels_of_a_transparent_image_is_judged():
+    # Fully transparent: over white or black nothing shows; a tool that drops alpha shows the colour.
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 0)
+    nude = Detection("nudenet", {"sexual": 0.9}, (Region("FEMALE_BREAST_EXPOSED", 0.9, NUDE_BOX, "sexual"),))
+    seen = FakeDetector("nudenet", lambda im: nude if im[0, 0].tolist() == [10, 20, 30] else Detection("nudenet"))
+    v = check_image(rgba, load_policy("public"), backends=fake_backends(nudenet=seen))
+    assert v.action is Action.CENSOR and v.details["view"] == "colour_channels"
+    assert len(seen.calls) == 3
+
+
+def test_views_of_opaque_and_transparent_images():
+    from PIL import Image
+
+    from sdguard.image_guard import ALPHA_VIEWS, views
+
+    opaque = np.dstack([marked_image(), np.full((256, 256), 255, np.uint8)])
+    assert len(views(opaque)) == 1 and np.array_equal(views(opaque)[0], marked_image())
+    assert "view" not in check_image(opaque, load_policy("public"), backends=fake_backends()).details
+    half = np.full((1, 1, 4), (200, 100, 0, 128), np.uint8)
+    shown = dict(zip(ALPHA_VIEWS, (v[0, 0].tolist() for v in views(half))))
+    assert shown == {"over_white": [227, 177, 127], "over_black": [100, 50, 0], "colour_channels": [200, 100, 0]}
+    keyed = Image.new("P", (2, 2))  # a palette image whose colour 0 is transparent
+    keyed.info["transparency"] = 0
+    assert len(views(keyed)) == 3 and as_rgb(keyed)[0, 0].tolist() == [255, 255, 255]
