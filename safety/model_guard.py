@@ -47,7 +47,7 @@ UNSAFE_FORMAT = "unsafe_format"
 UNSAFE_CODE = "unsafe_code"
 UNKNOWN_IMPORT = "unknown_import"
 # Bump when findings or details change meaning, so cached verdicts from older code are not reused.
-SCREEN_VERSION = "8"
+SCREEN_VERSION = "9"
 _SNIFF_BYTES = 16
 # Real kohya metadata is well under 1 MB (tag counts included); beyond this a file is refused.
 MAX_METADATA_CHARS = 16_000_000
@@ -121,8 +121,9 @@ def _screen(key: FileKey, policy: Policy, blocklist: Blocklist, lexicon: TermSca
         header = read_header(key.path)
         error = header.error
         metadata = header.metadata
-        if sum(map(len, metadata.values())) > MAX_METADATA_CHARS:
-            # Screening cost grows with the text; truncating it would let a padded file through.
+        if sum(len(key) + len(value) for key, value in metadata.items()) > MAX_METADATA_CHARS:
+            # Screening cost grows with the text, keys included (each is screened with its value);
+            # truncating it would let a padded file through.
             error, metadata = f"__metadata__ holds more than {MAX_METADATA_CHARS} characters; too large to screen", {}
     elif fmt == PICKLE:
         scan = scan_pickle_file(key.path)

@@ -297,6 +297,10 @@ def test_oversized_metadata_is_refused_not_truncated(tmp_path: Path, check, monk
     path = write_safetensors(tmp_path / "padded.safetensors", {"ss_training_comment": "x " * 600 + "nude"})
     v = check(path, "adult")
     assert v.blocked and v.codes[0] == "malformed_input" and "too large to screen" in v.details["error"]
+    # Keys count too: many long keys with empty values cost as much to screen.
+    path = write_safetensors(tmp_path / "keys.safetensors", {f"key{i:03d}_" + "x " * 10: "" for i in range(60)})
+    v = check(path, "adult")
+    assert v.blocked and v.codes[0] == "malformed_input" and "too large to screen" in v.details["error"]
 
 
 @pytest.mark.parametrize("category", ["blocked_hash", "unsafe_code"])
