@@ -145,6 +145,8 @@ def _json_rows(text: str, path: Path) -> list[tuple[int | str, Mapping[str, Any]
         doc = json.loads(text)
     except ValueError as e:
         raise BlocklistError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:  # json nests by recursion: deep brackets exhaust the stack
+        raise BlocklistError(f"{path}: not valid JSON (nested too deeply)") from None
     if isinstance(doc, Mapping):
         doc = doc.get("entries")
     if not isinstance(doc, list):

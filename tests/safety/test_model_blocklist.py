@@ -68,7 +68,8 @@ def test_malformed_json(tmp_path: Path) -> None:
     path = tmp_path / "list.json"
     for text, message in (("{", "not valid JSON"), ('{"x": 1}', "expected a list"),
                           ('[["sha256"]]', "entry 0: an entry must be an object"),
-                          ('[{"hash_type": "sha256", "hash": 5, "category": "x"}]', "hash must be a string")):
+                          ('[{"hash_type": "sha256", "hash": 5, "category": "x"}]', "hash must be a string"),
+                          ("[" * 100_000 + "]" * 100_000, "nested too deeply")):
         path.write_text(text)
         with pytest.raises(BlocklistError, match=message):
             Blocklist.load(path)
