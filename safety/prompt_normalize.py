@@ -29,8 +29,10 @@ from operator import add
 from typing import NamedTuple
 
 # Unicode categories removed outright: non-spacing and enclosing marks (accents, zalgo), format
-# characters (zero-width space/joiners, soft hyphen, bidi controls, tag characters).
-_DROP_CATEGORIES = frozenset({"Mn", "Me", "Cf"})
+# characters (zero-width space/joiners, soft hyphen, bidi controls, tag characters), private-use
+# and unassigned code points (a CLIP host without ftfy cleans text BERT-style, which deletes them,
+# so "lo\ue000li" reaches the model as "loli").
+_DROP_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Co", "Cn"})
 # Control characters (category Cc) are dropped too, except these, which are ordinary whitespace.
 # CLIP hosts delete controls before tokenizing (transformers' BERT-style cleaning deletes every
 # Cc but these; ftfy deletes U+00-08, 0B, 0E-1F, 7F), so "lo\x00li" reaches the model as "loli".

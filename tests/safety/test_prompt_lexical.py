@@ -241,8 +241,10 @@ def test_a_grade_alone_is_not_a_minor_cue(lexicon):
     assert not any(h.category == "minor" for h in lexicon.scan("first grade steel, a 1st grade teacher"))
 
 
-# CLIP hosts delete control characters before tokenizing, so "lo\x00li" reaches the model as "loli".
-@pytest.mark.parametrize("control", ["\x00", "\x07", "\x0b", "\x1c", "\x1f", "\x7f", "\x80", "\x9f"])
+# CLIP hosts delete control characters before tokenizing, so "lo\x00li" reaches the model as "loli";
+# without ftfy, their BERT-style cleaning deletes private-use and unassigned code points too.
+@pytest.mark.parametrize("control", ["\x00", "\x07", "\x0b", "\x1c", "\x1f", "\x7f", "\x80", "\x9f",
+                                     "\ue000", "\U000f0000", "\u0378"])
 def test_control_characters_inside_a_word_are_dropped(lexicon, lexical_policy, control):
     text = f"lo{control}li nude"
     found = [h for h in lexicon.scan(text) if h.term == "loli"]
