@@ -15,6 +15,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from ..audit import hash_input
@@ -58,29 +59,49 @@ def run(args: argparse.Namespace) -> int:
     for path, relative in files:
         try:
             data = read_input(path)
-            frames = _decode(data)
+            worst, verdict, frames, first = _check_frames(data, policy)
         except (OSError, ValueError) as e:
             unreadable = True
             report_error(path, e, args.json)
             continue
-        verdicts = check_images(frames, policy)
-        worst = max(range(len(verdicts)), key=lambda i: verdicts[i].action.severity)
-        verdict = verdicts[worst]
         blocked = blocked or verdict.blocked
         if log is not None:
             log.record(verdict, input_hash=hash_input(data), host=policy.section("audit")["host"],
                        extra={"path": str(path)})
         written = None
-        if censor_dir is not None and verdict.action is Action.CENSOR and len(frames) == 1:
-            written = _write_censored(as_rgb(frames[0]), verdict, policy, censor_dir / relative)
-        _report(path, verdict, written, worst if len(frames) > 1 else None, len(frames), args.json)
+        if censor_dir is not None and verdict.action is Action.CENSOR and first is not None:
+            written = _write_censored(as_rgb(first), verdict, policy, censor_dir / relative)
+        _report(path, verdict, written, worst if frames > 1 else None, frames, args.json)
     if unreadable:
         return EXIT_USAGE
     return EXIT_BLOCKED if blocked else EXIT_OK
 
 
-def _decode(data: bytes) -> list[Any]:
-    """Every frame as a uint8 array (RGB, or RGBA where it has transparency, for `check_images` to
+def _check_frames(data: bytes, policy: Policy) -> tuple[int, Verdict, int, Any]:
+    """Check every frame of an image file as it is decoded: only one frame is held at a time, so
+    a small file of many large frames cannot exhaust memory.
+
+    Returns:
+        `(worst, verdict, frames, first)`: the index and verdict of the worst frame (the first of
+        equals), the number of frames, and the only frame's pixels for a one-frame file (else
+        ``None``: an animation gets no censored copy).
+
+    Raises:
+        `ValueError`: not an image Pillow can decode (frames before the bad one are not reported).
+    """
+    worst, verdict, count, first = 0, None, 0, None
+    for index, pixels in enumerate(_frames(data)):
+        frame_verdict = check_images([pixels], policy)[0]
+        if verdict is None or frame_verdict.action.severity > verdict.action.severity:
+            worst, verdict = index, frame_verdict
+        count, first = index + 1, pixels if index == 0 else None
+    if verdict is None:
+        raise ValueError("image has no frames")
+    return worst, verdict, count, first
+
+
+def _frames(data: bytes) -> Iterator[Any]:
+    """Each frame as a uint8 array (RGB, or RGBA where it has transparency, for `check_images` to
     judge each way it may be seen), EXIF orientation applied (boxes match what people see).
 
     Raises:
@@ -92,14 +113,12 @@ def _decode(data: bytes) -> list[Any]:
 
     try:
         with Image.open(io.BytesIO(data)) as picture:
-            frames = [as_pixels(ImageOps.exif_transpose(frame)) for frame in ImageSequence.Iterator(picture)]
+            for frame in ImageSequence.Iterator(picture):
+                yield as_pixels(ImageOps.exif_transpose(frame))
     except UnidentifiedImageError:
         raise ValueError("not a readable image (unknown or corrupt format)") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"not a readable image ({e})") from None
-    if not frames:
-        raise ValueError("image has no frames")
-    return frames
 
 
 def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path) -> Path:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from sdguard.cli import main
+from sdguard.image_guard import as_pixels
 
 from _image_fakes import NUDE_BOX, FakeDetector, fake_backends, marked_image
 
@@ -159,3 +160,21 @@ def test_a_picture_in_the_alpha_channel_is_judged_and_censored_as_shown(capsys, 
     outside = np.ones((256, 256), bool)
     outside[y0 - 12:y1 + 12, x0 - 12:x1 + 12] = False
     assert copy.mode == "RGB" and np.abs(np.asarray(copy, int) - over_white)[outside].max() <= 1
+
+
+def test_frames_are_checked_as_they_are_decoded(capsys, tmp_path, fakes, monkeypatch):
+    # Holding every decoded frame at once let a 321 KB GIF take 4.8 GB: at most one is held now.
+    import sdguard.cli.image as cli_image
+
+    decoded, decoded_when_judged = [], []
+    monkeypatch.setattr(cli_image, "as_pixels", lambda frame: decoded.append(1) or as_pixels(frame))
+    nudenet = fakes["nudenet"]
+    fakes["nudenet"] = FakeDetector("nudenet", lambda im: decoded_when_judged.append(len(decoded))
+                                    or nudenet.rule(im))
+    frames = [Image.fromarray(marked_image(age=35, nude=n)) for n in (False, True, False, False)]
+    frames[0].save(tmp_path / "frames.tif", save_all=True, append_images=frames[1:])
+    status, out, _ = run(capsys, tmp_path / "frames.tif", "--json", "--censor-to", tmp_path / "c")
+    row = json.loads(out)
+    assert decoded_when_judged == [1, 2, 3, 4]
+    assert (status, row["action"], row["frame"], row["frames"]) == (0, "censor", 1, 4)
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # no copy of an animation
