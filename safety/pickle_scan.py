@@ -72,7 +72,9 @@ DANGEROUS_GLOBALS = frozenset(
 ) | frozenset({"operator.attrgetter", "operator.methodcaller", "_operator.attrgetter",
                "_operator.methodcaller", "functools.reduce", "_functools.reduce", "codecs.open",
                "numpy.load", "numpy.fromfile", "numpy.save", "torch.load", "torch.save"})
-# What ordinary checkpoints import (A1111's safe unpickler allows the same kind of list).
+# What ordinary checkpoints import (A1111's safe unpickler allows the same kind of list). A prefix
+# covers a family (torch.float16, torch._utils._rebuild_tensor_v2), never attributes reached through
+# one of its names (see `is_known_safe`).
 SAFE_PREFIXES = (
     "collections.OrderedDict", "collections.defaultdict", "torch._utils._rebuild_", "torch._tensor._rebuild_",
     "torch.nn.parameter.Parameter", "torch.Size", "torch.device", "torch.dtype", "torch.float", "torch.bfloat16",
@@ -83,6 +85,7 @@ SAFE_PREFIXES = (
     "builtins.bytes", "builtins.object", "__builtin__.bytes", "__builtin__.object", "copyreg._reconstructor",
     "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint", "__builtin__.set",
 )
+_PICKLE_DUNDERS = frozenset({"copyreg.__newobj__", "copyreg.__newobj_ex__"})
 _STORAGE_SUFFIX = "Storage"  # torch.FloatStorage, torch.HalfStorage, ... (legacy storage classes)
 _STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
                          "BINSTRING", "SHORT_BINSTRING"})
@@ -140,14 +143,20 @@ def _python3_names(name: str) -> list[str]:
 def _names_dangerous(name: str) -> bool:
     if name in (UNRESOLVED, EXTENSION) or name in DANGEROUS_GLOBALS:
         return True
+    # A dunder past the module's first name is an attribute walk (f.__globals__, f.__builtins__.get,
+    # object.__subclasses__) that reaches any object; pickle itself only names copyreg's two.
+    if name not in _PICKLE_DUNDERS and any(part[:2] == part[-2:] == "__" for part in name.split(".")[1:]):
+        return True
     module = name.rpartition(".")[0]
     parts = module.split(".")
     return any(".".join(parts[:i]) in DANGEROUS_MODULES for i in range(1, len(parts) + 1))
 
 
 def is_known_safe(name: str) -> bool:
-    return name.startswith(SAFE_PREFIXES) or (name.startswith("torch.") and name.endswith(_STORAGE_SUFFIX)
-                                              and name.count(".") == 1)
+    # Protocol 4+ resolves a dotted name attribute by attribute, so an extension of a safe name
+    # (torch._utils._rebuild_tensor_v2.__builtins__.get) can reach anything: no dot past the prefix.
+    return any(name.startswith(prefix) and "." not in name[len(prefix):] for prefix in SAFE_PREFIXES) or (
+        name.startswith("torch.") and name.endswith(_STORAGE_SUFFIX) and name.count(".") == 1)
 
 
 def looks_like_pickle(head: bytes) -> bool:

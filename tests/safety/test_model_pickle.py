@@ -211,6 +211,20 @@ def test_python2_name_of_a_dangerous_import_is_dangerous(tmp_path: Path) -> None
     assert scan.dangerous == ("cPickle.loads",) and scan.unknown == ()
 
 
+def test_a_safe_name_extended_by_attributes_is_not_safe(tmp_path: Path) -> None:
+    # STACK_GLOBAL('torch._utils', '_rebuild_tensor_v2.__builtins__.get')('exec')(code): torch.load
+    # runs the code, and the name starts with a safe prefix.
+    def short(text: str) -> bytes:
+        return b"\x8c" + bytes([len(text)]) + text.encode()
+
+    path = tmp_path / "walk.pt"
+    path.write_bytes(b"\x80\x04" + short("torch._utils") + short("_rebuild_tensor_v2.__builtins__.get") + b"\x93"
+                     + short("exec") + b"\x85R" + short("1 + 1") + b"\x85R.")
+    assert scan_pickle_file(path).dangerous == ("torch._utils._rebuild_tensor_v2.__builtins__.get",)
+    path.write_bytes(b"\x80\x04" + short("torch._utils") + short("_rebuild_tensor_v2.x") + b"\x93.")
+    assert scan_pickle_file(path).unknown == ("torch._utils._rebuild_tensor_v2.x",)
+
+
 def test_unknown_imports_are_listed(tmp_path: Path) -> None:
     from decimal import Decimal
 
@@ -231,6 +245,9 @@ def test_unknown_imports_are_listed(tmp_path: Path) -> None:
     # Modules and functions outside the obvious list that run commands or write files.
     ("pydoc.pipepager", True), ("_io.open", True), ("codecs.open", True), ("_operator.attrgetter", True),
     ("_posixsubprocess.fork_exec", True), ("_winapi.CreateProcess", True),
+    # Attribute walks through dunders (protocol 4 resolves dotted names), even from a safe name.
+    ("torch._utils._rebuild_tensor_v2.__builtins__.get", True), ("builtins.object.__subclasses__", True),
+    ("collections.OrderedDict.__init__.__globals__.get", True), ("copyreg.__newobj__", False),
     ("torch._utils._rebuild_tensor_v2", False), ("builtins.set", False), ("osmium.thing", False),
 ])
 def test_dangerous_names(name: str, dangerous: bool) -> None:
