@@ -14,8 +14,10 @@ from typing import Any
 from .image_types import Box, Region
 from .verdict import Action, Verdict
 
-# Pixelation cells across the shorter side of a box: few enough that nothing is recognisable.
+# Pixelation cells across the shorter side of a box, at most: few enough that nothing is
+# recognisable. Cells are at least 2 px, so a small box is never left as it was (1-px cells).
 PIXELATE_CELLS = 8
+MIN_CELL_PX = 2
 # Heavy blur: shrink to this many pixels across the shorter side, then blur back up. A plain
 # small-kernel Gaussian leaves shapes readable.
 BLUR_CELLS = 6
@@ -28,7 +30,7 @@ def _pixelate(patch: Any) -> Any:
     import cv2
 
     h, w = patch.shape[:2]
-    cell = max(1, min(h, w) // PIXELATE_CELLS)
+    cell = max(MIN_CELL_PX, math.ceil(min(h, w) / PIXELATE_CELLS))
     small = cv2.resize(patch, (max(1, w // cell), max(1, h // cell)), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
@@ -37,7 +39,9 @@ def _blur(patch: Any) -> Any:
     import cv2
 
     h, w = patch.shape[:2]
-    scale = BLUR_CELLS / max(1, min(h, w))
+    # Shrink to at most half the box's side too: a box under BLUR_CELLS px was not shrunk at all.
+    across = max(1, min(BLUR_CELLS, min(h, w) // MIN_CELL_PX))
+    scale = across / max(1, min(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = cv2.resize(patch, size, interpolation=cv2.INTER_AREA)
     smooth = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -95,3 +95,19 @@ def test_policy_choices_match_the_style_registry():
 
     assert tuple(_builtin_base()["choices"]["image.censor_style"]) == CENSOR_STYLES
     assert load_policy("public").section("image")["censor_style"] in CENSOR_STYLES
+
+
+@pytest.mark.parametrize("style", ["pixelate", "blur"])
+@pytest.mark.parametrize("side", [3, 4, 8, 10, 12, 15, 16, 24])
+def test_small_boxes_are_hidden_too(style, side):
+    # Pixelate used 1-px cells below 16 px (the box came out as it went in); blur did not shrink
+    # a box under 6 px.
+    image = noisy(64)
+    out = censor_image(image, [(20, 20, 20 + side, 20 + side)], style, margin=0)
+    box = (slice(20, 20 + side), slice(20, 20 + side))
+    assert changed(out[box], image[box]).mean() > 0.5
+    if style == "pixelate":  # cells of 2 px or more, at most 8 across
+        colours = len(np.unique(out[box].reshape(-1, 3), axis=0))
+        assert colours <= min(8, side // 2) ** 2
+    else:  # shrunk, not just smoothed: little of the noise's contrast is left
+        assert out[box].astype(float).std() < 0.3 * image[box].astype(float).std()
