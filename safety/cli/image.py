@@ -1,7 +1,9 @@
 """`sdguard check-image`: the image stage from the command line.
 
-Exit status: 2 when any input could not be read (each such file gets an ``error`` object; the
-others are still checked and reported), else 3 when any image is blocked, else 0.
+Exit status: 2 when any input could not be read or a censored copy could not be written (each
+such file gets an ``error`` object; the others are still checked and reported), else 3 when any
+image is blocked, else 0. A --censor-to folder that cannot be created or written is a usage error
+before anything is checked.
 Censored copies are written only for images whose verdict is ``censor``, and only under
 ``--censor-to``; originals are never modified, and a blocked image is never copied anywhere.
 Multi-frame files (GIF, animated WebP) are checked frame by frame and reported as their worst
@@ -52,29 +54,52 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise UsageError("no image files found in " + ", ".join(args.paths))
     censor_dir = Path(args.censor_to) if args.censor_to else None
-    if censor_dir is not None and censor_dir.exists() and not censor_dir.is_dir():
-        raise UsageError(f"--censor-to {censor_dir}: not a folder")
+    if censor_dir is not None:
+        _probe_folder(censor_dir)
     log = audit_from_args(args, policy)
-    unreadable = blocked = False
+    failed = blocked = False
     for path, relative in files:
         try:
             data = read_input(path)
             worst, verdict, frames, first = _check_frames(data, policy)
         except (OSError, ValueError) as e:
-            unreadable = True
+            failed = True
             report_error(path, e, args.json)
             continue
         blocked = blocked or verdict.blocked
         if log is not None:
             log.record(verdict, input_hash=hash_input(data), host=policy.section("audit")["host"],
                        extra={"path": str(path)})
-        written = None
+        written, write_error = None, None
         if censor_dir is not None and verdict.action is Action.CENSOR and first is not None:
-            written = _write_censored(as_rgb(first), verdict, policy, censor_dir / relative)
+            try:
+                written = _write_censored(as_rgb(first), verdict, policy, censor_dir / relative)
+            except OSError as e:  # the verdict still stands and the other files are still checked
+                write_error = e
         _report(path, verdict, written, worst if frames > 1 else None, frames, args.json)
-    if unreadable:
+        if write_error is not None:
+            failed = True
+            report_error(censor_dir / relative, write_error, args.json)
+    if failed:
         return EXIT_USAGE
     return EXIT_BLOCKED if blocked else EXIT_OK
+
+
+def _probe_folder(folder: Path) -> None:
+    """Create the --censor-to folder and make sure a file can be written there, before anything is
+    checked: a run must not stop halfway on it.
+
+    Raises:
+        `UsageError`: it is not a folder, or cannot be created or written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--censor-to {folder}: not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"--censor-to {folder}: {e.strerror or e}") from None
 
 
 def _check_frames(data: bytes, policy: Policy) -> tuple[int, Verdict, int, Any]:

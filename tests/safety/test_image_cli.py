@@ -178,3 +178,26 @@ def test_frames_are_checked_as_they_are_decoded(capsys, tmp_path, fakes, monkeyp
     assert decoded_when_judged == [1, 2, 3, 4]
     assert (status, row["action"], row["frame"], row["frames"]) == (0, "censor", 1, 4)
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # no copy of an animation
+
+
+def test_an_unusable_censor_to_is_a_usage_error_before_anything_is_checked(capsys, album, tmp_path):
+    (tmp_path / "file").write_text("")
+    status, out, err = run(capsys, album, "--censor-to", tmp_path / "file" / "c", "--json")
+    assert status == 2 and out == "" and "--censor-to" in err
+
+
+def test_a_copy_that_cannot_be_written_is_reported_and_the_rest_still_checked(capsys, tmp_path):
+    root = tmp_path / "album"
+    (root / "a").mkdir(parents=True)
+    for name in ("a/nude.png", "b.png", "c.png"):
+        Image.fromarray(marked_image(age=35, nude=True)).save(root / name)
+    out_dir = tmp_path / "c"
+    (out_dir / "album").mkdir(parents=True)
+    (out_dir / "album" / "a").write_text("a file where the copy's folder belongs")
+    status, out, err = run(capsys, root, "--json", "--censor-to", out_dir)
+    rows = [json.loads(line) for line in out.splitlines()]
+    # Files of a folder before its subfolders: b.png, c.png, a/nude.png (then its write error).
+    assert status == 2 and [r.get("action") for r in rows] == ["censor", "censor", "censor", None]
+    assert rows[3] == {"path": str(out_dir / "album" / "a" / "nude.png"), "error": rows[3]["error"]}
+    assert "censored_copy" not in rows[2] and "nude.png" in err
+    assert sorted(p.name for p in (out_dir / "album").iterdir()) == ["a", "b.png", "c.png"]
