@@ -31,6 +31,8 @@ from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_a
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# Formats a censored copy is written in, as its original was (Pillow writes RGB to each).
+COPY_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -147,13 +149,17 @@ def _frames(data: bytes) -> Iterator[Any]:
 
 
 def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path) -> Path:
-    """Write a censored copy atomically (temp file + rename); never overwrites an existing file."""
+    """Write a censored copy atomically (temp file + rename); never overwrites an existing file.
+    It keeps the original's format where that is one of `COPY_FORMATS`, else it is a PNG."""
     from PIL import Image
 
     settings = policy.section("image")
     censored = censor_image(pixels, verdict, settings["censor_style"], settings["censor_margin"])
+    file_format = Image.registered_extensions().get(target.suffix.lower())
+    if file_format not in COPY_FORMATS:  # e.g. PSD, XPM: Pillow reads them but cannot write RGB there
+        file_format, target = "PNG", target.with_suffix(".png")
     target.parent.mkdir(parents=True, exist_ok=True)
-    stem, suffix = target.stem, target.suffix or ".png"
+    stem, suffix = target.stem, target.suffix
     candidate, n = target.with_suffix(suffix), 1
     while candidate.exists():
         candidate = target.with_name(f"{stem}-{n}{suffix}")
@@ -161,7 +167,7 @@ def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path)
     fd, temp = tempfile.mkstemp(dir=candidate.parent, prefix=".sdguard-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            Image.fromarray(censored).save(f, format=Image.registered_extensions().get(suffix.lower(), "PNG"))
+            Image.fromarray(censored).save(f, format=file_format)
         os.replace(temp, candidate)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,17 @@ def test_a_copy_that_cannot_be_written_is_reported_and_the_rest_still_checked(ca
     assert rows[3] == {"path": str(out_dir / "album" / "a" / "nude.png"), "error": rows[3]["error"]}
     assert "censored_copy" not in rows[2] and "nude.png" in err
     assert sorted(p.name for p in (out_dir / "album").iterdir()) == ["a", "b.png", "c.png"]
+
+
+@pytest.mark.parametrize("suffix, written", [(".psd", "nude.png"), (".xpm", "nude.png"), (".tif", "nude.tif"),
+                                             (".jpg", "nude.jpg")])
+def test_a_copy_is_written_in_a_format_pillow_can_write(capsys, tmp_path, suffix, written):
+    # Pillow reads PSD and XPM but cannot write them: a KeyError traceback before; a PNG now.
+    path = tmp_path / f"nude{suffix}"
+    Image.fromarray(marked_image(age=35, nude=True)).save(tmp_path / "nude.png")
+    (tmp_path / "nude.png").rename(path)  # the fakes only read the pixels, whatever the name says
+    status, out, _ = run(capsys, path, "--censor-to", tmp_path / "c")
+    assert status == 0 and out.startswith("CENSOR")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [written]
+    expected = {".png": "PNG", ".tif": "TIFF", ".jpg": "JPEG"}[Path(written).suffix]
+    assert Image.open(tmp_path / "c" / written).format == expected
