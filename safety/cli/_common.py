@@ -62,8 +62,11 @@ def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Pa
     found: dict[str, tuple[Path, Path]] = {}
     for raw in paths:
         root = Path(raw)
+        # The real folder's name: ``..``, ``.`` or ``dir/..`` as written would lead a mirrored output
+        # out of its folder (``out/../x.png``); ``/`` has none, so its files go straight in.
+        base = Path(Path(os.path.abspath(raw)).name)
         if not root.is_dir():
-            found.setdefault(os.path.abspath(root), (root, Path(root.name)))
+            found.setdefault(os.path.abspath(root), (root, base))
             continue
         for folder, subfolders, names in os.walk(root):
             subfolders.sort()
@@ -71,7 +74,7 @@ def find_files(paths: Sequence[str], suffixes: tuple[str, ...]) -> list[tuple[Pa
                 file = Path(folder) / name
                 # A pipe found in a folder is no image and reading it would wait for a writer.
                 if name.lower().endswith(suffixes) and not _is_pipe(file):
-                    found.setdefault(os.path.abspath(file), (file, Path(root.name) / file.relative_to(root)))
+                    found.setdefault(os.path.abspath(file), (file, base / file.relative_to(root)))
     return list(found.values())
 
 

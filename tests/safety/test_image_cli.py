@@ -216,3 +216,19 @@ def test_a_copy_is_written_in_a_format_pillow_can_write(capsys, tmp_path, suffix
     assert [p.name for p in (tmp_path / "c").iterdir()] == [written]
     expected = {".png": "PNG", ".tif": "TIFF", ".jpg": "JPEG"}[Path(written).suffix]
     assert Image.open(tmp_path / "c" / written).format == expected
+
+
+def test_walking_dot_dot_mirrors_inside_censor_to(capsys, tmp_path, monkeypatch):
+    # `check-image .. --censor-to out` wrote out/../nude.png, outside the output folder.
+    from sdguard.cli._common import find_files
+
+    work = tmp_path / "album" / "work"
+    work.mkdir(parents=True)
+    Image.fromarray(marked_image(age=35, nude=True)).save(tmp_path / "album" / "nude.png")
+    monkeypatch.chdir(work)
+    status, out, _ = run(capsys, "..", "--censor-to", "out")
+    assert status == 0 and out.startswith("CENSOR") and (work / "out" / "album" / "nude.png").is_file()
+    assert not (work / "nude.png").exists()
+    assert [rel.as_posix() for _, rel in find_files(["../work/.."], (".png",))] == [
+        "album/nude.png", "album/work/out/album/nude.png"]
+    assert [rel.as_posix() for _, rel in find_files(["."], (".png",))] == ["work/out/album/nude.png"]
