@@ -30,7 +30,9 @@ from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_a
                       report_error)
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# One Pillow cannot decode here (HEIC without a plugin) is then reported unreadable, not skipped.
+IMAGE_SUFFIXES = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".heic", ".heif",
+                  ".bmp", ".gif", ".tif", ".tiff")
 # Formats a censored copy is written in, as its original was (Pillow writes RGB to each).
 COPY_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF"})
 

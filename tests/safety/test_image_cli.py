@@ -232,3 +232,15 @@ def test_walking_dot_dot_mirrors_inside_censor_to(capsys, tmp_path, monkeypatch)
     assert [rel.as_posix() for _, rel in find_files(["../work/.."], (".png",))] == [
         "album/nude.png", "album/work/out/album/nude.png"]
     assert [rel.as_posix() for _, rel in find_files(["."], (".png",))] == ["work/out/album/nude.png"]
+
+
+def test_a_folder_walk_finds_every_common_image_suffix(capsys, tmp_path):
+    # .apng, .jfif, .jpe, .avif, .heic were skipped silently (exit 0, never checked).
+    nude = Image.fromarray(marked_image(age=35, nude=True))
+    for name in ("a.apng", "b.jfif", "c.JPE"):
+        nude.save(tmp_path / name, format="PNG")  # the fakes read pixels; the name is what is walked
+    (tmp_path / "d.heic").write_bytes(b"not decodable here")
+    status, out, err = run(capsys, tmp_path, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 2 and [Path(r["path"]).name for r in rows] == ["a.apng", "b.jfif", "c.JPE", "d.heic"]
+    assert [r.get("action") for r in rows] == ["censor", "censor", "censor", None] and "d.heic" in err
