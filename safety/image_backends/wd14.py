@@ -55,7 +55,8 @@ class WD14Backend:
             minor_tags (`Iterable[str]`, *optional*): tag names that feed ``minor``.
 
         Raises:
-            GuardUnavailable: the CSV does not match the model's outputs.
+            GuardUnavailable: the CSV does not match the model's outputs, or names no
+                ``explicit`` rating.
         """
         self._session = session
         model_input = session.get_inputs()[0]
@@ -68,6 +69,9 @@ class WD14Backend:
             raise GuardUnavailable(f"{tags_path} lists {len(self.names)} tags but the model outputs {outputs}")
         self._feeds = {i: RATING_CATEGORIES[n] for i, (n, c) in enumerate(zip(self.names, categories))
                        if c == RATING_CATEGORY and n in RATING_CATEGORIES}
+        if "sexual" not in self._feeds.values():  # it would load and never score nudity: fail closed
+            raise GuardUnavailable(f"{tags_path} has no rating tag 'explicit' (category {RATING_CATEGORY}); "
+                                   "is it the tagger's own selected_tags.csv?")
         wanted = set(minor_tags)
         self._minor = [i for i, n in enumerate(self.names) if n in wanted]
 
