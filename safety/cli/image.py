@@ -14,7 +14,6 @@ by its colour channels alone; its censored copy is the over-white composite, opa
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from ..policy import Policy
 from ..verdict import Action, Verdict
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_audit_arg, add_policy_args,
                       audit_from_args, find_files, policy_from_args, print_json, read_input,
-                      report_error)
+                      report_error, write_new_file)
 
 # Extensions picked up when walking a folder (files named on the command line are always read).
 # One Pillow cannot decode here (HEIC without a plugin) is then reported unreadable, not skipped.
@@ -151,8 +150,9 @@ def _frames(data: bytes) -> Iterator[Any]:
 
 
 def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path) -> Path:
-    """Write a censored copy atomically (temp file + rename); never overwrites an existing file.
-    It keeps the original's format where that is one of `COPY_FORMATS`, else it is a PNG."""
+    """Write a censored copy with `write_new_file`: atomically, never over an existing file, with
+    the mode the umask gives. It keeps the original's format where that is one of `COPY_FORMATS`,
+    else it is a PNG."""
     from PIL import Image
 
     settings = policy.section("image")
@@ -160,21 +160,7 @@ def _write_censored(pixels: Any, verdict: Verdict, policy: Policy, target: Path)
     file_format = Image.registered_extensions().get(target.suffix.lower())
     if file_format not in COPY_FORMATS:  # e.g. PSD, XPM: Pillow reads them but cannot write RGB there
         file_format, target = "PNG", target.with_suffix(".png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stem, suffix = target.stem, target.suffix
-    candidate, n = target.with_suffix(suffix), 1
-    while candidate.exists():
-        candidate = target.with_name(f"{stem}-{n}{suffix}")
-        n += 1
-    fd, temp = tempfile.mkstemp(dir=candidate.parent, prefix=".sdguard-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(censored).save(f, format=file_format)
-        os.replace(temp, candidate)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return candidate
+    return write_new_file(target, lambda f: Image.fromarray(censored).save(f, format=file_format))
 
 
 def _report(path: Path, verdict: Verdict, written: Path | None, frame: int | None, frames: int,

@@ -244,3 +244,17 @@ def test_a_folder_walk_finds_every_common_image_suffix(capsys, tmp_path):
     rows = [json.loads(line) for line in out.splitlines()]
     assert status == 2 and [Path(r["path"]).name for r in rows] == ["a.apng", "b.jfif", "c.JPE", "d.heic"]
     assert [r.get("action") for r in rows] == ["censor", "censor", "censor", None] and "d.heic" in err
+
+
+def test_a_censored_copy_gets_the_mode_the_umask_gives(capsys, album, tmp_path):
+    # mkstemp made copies private (0600) while originals are 0644.
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        run(capsys, album / "nude.png", "--censor-to", tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c" / "nude.png").stat().st_mode) == 0o644
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["nude.png"]  # no temporary left behind
