@@ -268,7 +268,7 @@ def as_pixels(image: Any) -> Any:
     import numpy as np
 
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = _pil_pixels(image)
+        image = pil_pixels(image)
     try:
         array = np.asarray(image)
     except Exception as e:
@@ -296,9 +296,10 @@ def as_pixels(image: Any) -> Any:
     return np.ascontiguousarray(array)
 
 
-def _pil_pixels(image: Any) -> Any:
-    """A PIL image's pixels as uint8, with alpha where it has transparency. Modes wider than 8
-    bits are scaled here, because ``convert("RGB")`` clips them at 255: a 16-bit greyscale image
+def pil_pixels(image: Any) -> Any:
+    """A PIL image's pixels as ``uint8``: RGB ``(H, W, 3)``, RGBA ``(H, W, 4)`` when its mode has
+    alpha or it has a ``transparency`` key, ``(H, W)`` for 16-bit and float greyscale. Modes wider
+    than 8 bits are scaled here, because ``convert("RGB")`` clips them at 255: a 16-bit greyscale image
     turned almost white and a float one black, so neither was judged as it looks."""
     import numpy as np
 

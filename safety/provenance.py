@@ -201,21 +201,20 @@ def decode(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from .image_guard import _pil_pixels
+    from .image_guard import pil_pixels
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-            rgb = _pil_pixels(im)
-            alpha = np.asarray(im.convert("RGBA"))[:, :, 3] if has_alpha else None
+            pixels = pil_pixels(im)
     except UnidentifiedImageError:  # its message names a BytesIO object, not the file
         raise MalformedImage("not an image format Pillow can read") from None
     except Exception as e:  # PIL raises many types for corrupt files
         raise MalformedImage(f"cannot decode the image ({e})") from None
-    if rgb.ndim == 2:  # a scaled 16-bit or float greyscale image
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(rgb), (np.ascontiguousarray(alpha) if has_alpha else None)
+    if pixels.ndim == 2:  # a scaled 16-bit or float greyscale image
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    alpha = np.ascontiguousarray(pixels[:, :, 3]) if pixels.shape[2] == 4 else None
+    return np.ascontiguousarray(pixels[:, :, :3]), alpha
 
 
 def reencode(original: bytes, fmt: str, rgb: np.ndarray, alpha: np.ndarray | None) -> bytes:
