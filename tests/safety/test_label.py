@@ -101,15 +101,19 @@ def test_simple_webp_becomes_extended_with_xmp_flag():
     assert struct.unpack("<I", chunks[0].data[4:7] + b"\x00")[0] + 1 == 400
 
 
-def test_foreign_xmp_properties_are_kept():
-    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-              '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Krita"/>'
-              '</rdf:RDF></x:xmpmeta>')
+def png_with_xmp(packet: str) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_itxt("XML:com.adobe.xmp", packet)
     buf = io.BytesIO()
     Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
-    xmp = Image.open(io.BytesIO(lab.write_label(buf.getvalue(), RECORD))).text["XML:com.adobe.xmp"]
+    return buf.getvalue()
+
+
+def test_foreign_xmp_properties_are_kept():
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Krita"/>'
+              '</rdf:RDF></x:xmpmeta>')
+    xmp = Image.open(io.BytesIO(lab.write_label(png_with_xmp(packet), RECORD))).text["XML:com.adobe.xmp"]
     assert 'xmp:CreatorTool="Krita"' in xmp and "TC260:AIGC" in xmp
 
 
@@ -118,11 +122,7 @@ def test_a_label_under_another_prefix_for_the_tc260_namespace_is_replaced_and_th
               f'<rdf:Description rdf:about="" xmlns:tc="{lab.TC260_NS}" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
               'xmp:CreatorTool="OtherTool" tc:AIGC="{&quot;Label&quot;:&quot;1&quot;,&quot;ProduceID&quot;:&quot;old&quot;}"/>'
               '</rdf:RDF></x:xmpmeta>')
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt("XML:com.adobe.xmp", packet)
-    buf = io.BytesIO()
-    Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
-    out = lab.write_label(buf.getvalue(), RECORD)
+    out = lab.write_label(png_with_xmp(packet), RECORD)
     report = lab.read_label(out)
     assert report.count == 1 and report.record["ProduceID"] == RECORD.ProduceID and report.integrity == "ok"
     assert 'xmp:CreatorTool="OtherTool"' in Image.open(io.BytesIO(out)).text["XML:com.adobe.xmp"]
