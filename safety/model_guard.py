@@ -47,7 +47,7 @@ UNSAFE_FORMAT = "unsafe_format"
 UNSAFE_CODE = "unsafe_code"
 UNKNOWN_IMPORT = "unknown_import"
 # Bump when findings or details change meaning, so cached verdicts from older code are not reused.
-SCREEN_VERSION = "10"
+SCREEN_VERSION = "11"
 _SNIFF_BYTES = 16
 # Real kohya metadata is well under 1 MB (tag counts included); beyond this a file is refused.
 MAX_METADATA_CHARS = 16_000_000

@@ -323,6 +323,17 @@ def scan_stream(stream: IO[bytes], size: int, budget: _Budget | None = None) -> 
     return names, None
 
 
+def _imported(module: str, qualname: str) -> list[str]:
+    """The names an import of `module`.`qualname` reaches: itself, and, since protocol 4 resolves a
+    dotted qualname attribute by attribute, each dangerous tail of that qualname read as a name of
+    its own (``torch.serialization`` + ``os.system`` is os.system, through the module's ``import os``)."""
+    name, parts = f"{module}.{qualname}", qualname.split(".")
+    if is_dangerous(name):
+        return [name]
+    tails = (".".join(parts[i:]) for i in range(len(parts) - 1))
+    return [name, *(tail for tail in tails if is_dangerous(tail))]
+
+
 def _globals_of_one(data: _Bounded, budget: _Budget) -> set[str]:
     """Globals imported by the pickle starting at `data`'s position; leaves it after the STOP.
 
@@ -341,11 +352,11 @@ def _globals_of_one(data: _Bounded, budget: _Budget) -> set[str]:
         op = opcode.name
         if op in ("GLOBAL", "INST"):
             module, _, name = str(arg).partition(" ")
-            names.add(f"{module}.{name}")
+            names.update(_imported(module, name))
             recent.append(None)
         elif op == "STACK_GLOBAL":
             if len(recent) >= 2 and isinstance(recent[-1], str) and isinstance(recent[-2], str):
-                names.add(f"{recent[-2]}.{recent[-1]}")
+                names.update(_imported(recent[-2], recent[-1]))
             else:
                 names.add(UNRESOLVED)
             recent.append(None)

@@ -223,6 +223,11 @@ def test_a_safe_name_extended_by_attributes_is_not_safe(tmp_path: Path) -> None:
     assert scan_pickle_file(path).dangerous == ("torch._utils._rebuild_tensor_v2.__builtins__.get",)
     path.write_bytes(b"\x80\x04" + short("torch._utils") + short("_rebuild_tensor_v2.x") + b"\x93.")
     assert scan_pickle_file(path).unknown == ("torch._utils._rebuild_tensor_v2.x",)
+    # A walk through another module's `import os` needs no dunder: torch.serialization.os.system.
+    path.write_bytes(b"\x80\x04" + short("torch.serialization") + short("os.system") + b"\x93"
+                     + short("true") + b"\x85R.")
+    scan = scan_pickle_file(path)
+    assert "os.system" in scan.dangerous and "os.system" not in scan.unknown
 
 
 def test_unknown_imports_are_listed(tmp_path: Path) -> None:
