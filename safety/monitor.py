@@ -280,7 +280,7 @@ class LoopMonitor:
         step, total = _index(step, "step"), _index(total, "total")
         if total < 1 or step < 0:
             raise ValueError(f"step {step} of {total}: need total >= 1 and step >= 0")
-        step = min(step, total - 1)
+        past_end, step = step >= total, min(step, total - 1)
         if not self.enabled:
             return StepResult(step, total, False)
         self.format.check_shape(tuple(x0.shape))
@@ -296,10 +296,12 @@ class LoopMonitor:
         elif state.last_step is not None and step < state.last_step:
             self._new_pass(f"step went back {state.last_step} → {step}")
         elif step == state.last_step and state.last_result is not None:
-            # No check read this x0: a sampler running past `total`, a later evaluation of the
-            # step, or a second pass that looks like a repeat (two 1-step Turbo/LCM passes). If the
-            # pass ends here, the final check must read it.
-            state.unchecked_x0 = x0
+            # A later evaluation of a step (Heun, DPM-2, a per-evaluation hook) refines an image
+            # already judged, so it is served the cached result. Its x0 is left for the final check
+            # only where it may be a new image: past `total`, or a repeat in a 1-step run, which is
+            # how a second 1-step Turbo/LCM pass looks.
+            if past_end or total == 1:
+                state.unchecked_x0 = x0
             return state.last_result
         if state.meta is None:
             state.meta, state.total, state.batch = meta, total, x0.shape[0]

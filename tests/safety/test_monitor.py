@@ -168,6 +168,15 @@ def test_a_second_one_step_pass_is_checked_at_finish(tmp_path):
     assert e.value.verdict.details["step"] == 0
 
 
+def test_repeated_evaluations_of_each_step_add_no_check(tmp_path):
+    monitor = monitor_for(make_policy(tmp_path))
+    for step in range(20):
+        for _ in range(2):  # Heun / DPM-2: two model evaluations per step, the same step index
+            monitor.on_step(step, 20, latent(CLEAN))
+    assert [c.step for c in monitor.finish().checks] == [5, 9, 13, 19]
+    assert monitor.decoder.calls == 4
+
+
 def test_background_final_check_at_finish_waits_for_older_checks_first(tmp_path):
     checker = GatedChecker()
     monitor = monitor_for(make_policy(tmp_path, "block", background=True), checker=checker)
