@@ -234,8 +234,8 @@ def as_rgb(image: Any) -> Any:
 
 def views(image: Any) -> list[Any]:
     """Every way a viewer may see the image, as RGB ``uint8`` arrays ``(H, W, 3)``: just the
-    image when it is opaque; for one with transparency (an alpha channel, greyscale + alpha
-    arrays, PIL modes RGBA/LA/PA, a palette or colour key with ``transparency``), it composited
+    image when it is opaque; for one with transparency (an ``(H, W, 4)`` array, PIL modes
+    RGBA/LA/PA, a palette or colour key with ``transparency``), it composited
     over white, over black, and its colour channels as they are (what a tool that drops alpha
     shows), in the order of `ALPHA_VIEWS`. A picture drawn only in the alpha channel shows on a
     background, not in the colour channels, so each view is judged.
@@ -304,7 +304,7 @@ def pil_pixels(image: Any) -> Any:
     import numpy as np
 
     if image.mode in ("RGBA", "RGBa", "LA", "PA") or (
-            "transparency" in image.info and image.mode in ("P", "L", "RGB")):
+            "transparency" in image.info and image.mode in ("1", "P", "L", "RGB")):
         return np.asarray(image.convert("RGBA"))
     if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
         return np.asarray(image.convert("RGB"))

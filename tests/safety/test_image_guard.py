@@ -325,3 +325,6 @@ def test_views_of_opaque_and_transparent_images():
     keyed = Image.new("P", (2, 2))  # a palette image whose colour 0 is transparent
     keyed.info["transparency"] = 0
     assert len(views(keyed)) == 3 and as_rgb(keyed)[0, 0].tolist() == [255, 255, 255]
+    bilevel = Image.new("1", (2, 2))  # a 1-bit image whose black is transparent
+    bilevel.info["transparency"] = 0
+    assert len(views(bilevel)) == 3 and as_rgb(bilevel)[0, 0].tolist() == [255, 255, 255]
