@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("paths", nargs="+", metavar="PATH")
     ins.add_argument("--no-legacy", action="store_true", help="skip the legacy SD v1/SDXL watermark check (weak evidence)")
     ins.add_argument("--require", choices=REQUIRE_CHOICES,
-                     help="exit 3 when a file lacks this signal ('any': lacks every signal)")
+                     help="exit 3 when a file lacks this signal ('any': lacks every signal; a label or "
+                          "C2PA manifest the file no longer matches does not count)")
     ins.add_argument("--json", action="store_true", help="print one JSON object per file")
     ins.set_defaults(run=run_inspect)
 
@@ -166,8 +167,8 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def _has(report: dict, signal: str) -> bool:
     evidence = report["evidence"]
-    if signal == "any":
-        return bool(evidence)
+    if signal == "any":  # a label or manifest that the file no longer matches is no signal
+        return any(e != "implicit_label (mismatch)" and not e.startswith("c2pa (") for e in evidence)
     if signal == "label":
         return report["implicit_label"].get("integrity") == "ok"
     return signal in evidence

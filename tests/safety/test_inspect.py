@@ -79,6 +79,22 @@ def test_a_tampered_c2pa_manifest_is_not_evidence(tmp_path, capsys):
     assert report["c2pa"]["validation_state"] == "Invalid"
     assert report["evidence"] == ["c2pa (invalid)"]
     assert run(capsys, "inspect", str(path), "--no-legacy", "--require", "c2pa")[0] == 3
+    assert run(capsys, "inspect", str(path), "--no-legacy", "--require", "any")[0] == 3
+
+
+def test_a_label_the_pixels_no_longer_match_is_no_signal_for_require_any(tmp_path, capsys):
+    from sdguard.provenance import decode, reencode
+
+    labelled = apply(png_bytes(image(64, 64)), ProvenanceOptions(watermark=False, content_id="c1"))
+    rgb, alpha = decode(labelled)
+    rgb = rgb.copy()
+    rgb[:32] = 0  # new pixels, the label chunk kept
+    path = tmp_path / "edited.png"
+    path.write_bytes(reencode(labelled, "png", rgb, alpha))
+    assert inspect_bytes(path.read_bytes(), legacy=False)["evidence"] == ["implicit_label (mismatch)"]
+    assert run(capsys, "inspect", str(path), "--no-legacy", "--require", "any")[0] == 3
+    path.write_bytes(labelled)
+    assert run(capsys, "inspect", str(path), "--no-legacy", "--require", "any")[0] == 0
 
 
 def test_inspect_without_c2pa_says_it_is_unavailable(monkeypatch):
