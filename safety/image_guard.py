@@ -296,6 +296,11 @@ def as_pixels(image: Any) -> Any:
     return np.ascontiguousarray(array)
 
 
+def is_wide_mode(mode: str) -> bool:
+    """Whether a Pillow mode holds more than 8 bits a sample (16-bit and 32-bit integer, float)."""
+    return mode.startswith("I;16") or mode in ("I", "F")
+
+
 def pil_pixels(image: Any) -> Any:
     """A PIL image's pixels as ``uint8``: RGB ``(H, W, 3)``, RGBA ``(H, W, 4)`` when its mode has
     alpha or it has a ``transparency`` key, ``(H, W)`` for 16-bit and float greyscale. Modes wider
@@ -306,7 +311,7 @@ def pil_pixels(image: Any) -> Any:
     if image.mode in ("RGBA", "RGBa", "LA", "PA") or (
             "transparency" in image.info and image.mode in ("1", "P", "L", "RGB")):
         return np.asarray(image.convert("RGBA"))
-    if not (image.mode.startswith("I;16") or image.mode in ("I", "F")):
+    if not is_wide_mode(image.mode):
         return np.asarray(image.convert("RGB"))
     values = np.asarray(image, dtype=np.float32)  # exact for 16-bit samples, half float64's memory
     if values.size and not np.isfinite(values).all():

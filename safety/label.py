@@ -34,7 +34,6 @@ TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trai
 DIGEST_PREFIX = "sha256:"
 LABEL_AI_GENERATED = "1"
 _AIGC_TEXT_KEYWORD = b"AIGC"
-_WIDE_MODES = ("I", "F")   # with "I;16*": Pillow modes of more than 8 bits a sample
 # Properties we own in a merged XMP packet, by namespace: removed from the old packet before ours goes in.
 _OWN_PROPERTIES = ((TC260_NS, "AIGC"), (IPTC_EXT_NS, "DigitalSourceType"))
 _EMPTY_DESCRIPTION = re.compile(r"<rdf:Description\s+rdf:about=(?:\"\"|'')(?:\s+xmlns:\w+=(?:\"[^\"]*\"|'[^']*'))*\s*/>")
@@ -102,9 +101,11 @@ def pixel_digest(data: bytes) -> str:
     """
     from PIL import Image
 
+    from .image_guard import is_wide_mode
+
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.mode.startswith("I;16") or im.mode in _WIDE_MODES:
+            if is_wide_mode(im.mode):
                 header, pixels = f"{im.width}x{im.height}:{im.mode}:", im.tobytes()
             else:  # what every label written so far hashes: keep it, or they would stop verifying
                 rgb = im.convert("RGB")
