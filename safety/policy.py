@@ -338,6 +338,13 @@ def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None
                               f"stopped in previews", path=path, line=line)
 
 
+# Keys an earlier sdguard took, and what says the same now.
+_REPLACED_KEYS = {
+    "audit.store_blocked_prompt_text": "; it was replaced by prompt_text = \"all\" (blocked prompts' text "
+                                       "too), \"allowed\" or \"none\" (the default)",
+}
+
+
 def _check_types(value: Any, schema: Any, where: tuple[str, ...], fail: Any) -> None:
     if isinstance(schema, Mapping):
         if not isinstance(value, Mapping):
@@ -346,7 +353,8 @@ def _check_types(value: Any, schema: Any, where: tuple[str, ...], fail: Any) -> 
             if where in (("choices",), ("ranges",)):
                 continue
             if key not in schema:
-                fail(f"unknown key '{key}' in [{'.'.join(where)}] (allowed: {', '.join(sorted(schema))})",
+                hint = _REPLACED_KEYS.get(".".join((*where, key)), "")
+                fail(f"unknown key '{key}' in [{'.'.join(where)}] (allowed: {', '.join(sorted(schema))}){hint}",
                      where, key)
             _check_types(sub, schema[key], (*where, key), fail)
     elif type(value) is not type(schema) and not (isinstance(schema, float) and type(value) is int):

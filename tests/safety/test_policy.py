@@ -101,6 +101,7 @@ def test_extends_loop_is_an_error(tmp_path):
     ('[prompt]\nsemantics = "off"\n', 2, "unknown key 'semantics'"),
     ('colour = "red"\n', 1, "unknown key 'colour'"),
     ('[audit]\nprompt_text = "yes"\n', 2, "not one of none, allowed, all"),
+    ('[audit]\nstore_blocked_prompt_text = true\n', 2, 'it was replaced by prompt_text = "all"'),
     ('[categories.sexual]\nthresholds = { lexical = 2 }\n', 2, "from 0 to 1"),
     ('[categories.drugs]\nthresholds = { lexical = 1.0 }\n', 1, "needs an action"),
     ('name = "x"\n[categories\n', 2, "not valid TOML"),
