@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _json
 from .errors import SdguardError
 from .prompt_normalize import replace_lone_surrogates
 from .verdict import Verdict
@@ -149,7 +150,7 @@ class AuditLog:
                 if not raw.endswith(b"\n"):
                     return
                 try:
-                    rec = json.loads(raw)
+                    rec = _json.loads(raw)
                 except ValueError:
                     rec = None
                 # What readers rely on; anything else (a hand edit, another program's JSON) is damage.
@@ -185,9 +186,9 @@ class AuditLog:
                     return VerifyResult(False, count, f"line {lineno}: an incomplete last line that is not "
                                                       f"an audit record (appending refuses to cut it off)")
                 try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    return VerifyResult(False, count, f"line {lineno}: not a JSON record")
+                    rec = _json.loads(raw)
+                except ValueError as e:
+                    return VerifyResult(False, count, f"line {lineno}: not a JSON record ({e.msg})")
                 if not isinstance(rec, dict) or rec.get("prev") != prev:
                     return VerifyResult(False, count, f"line {lineno}: chain broken (prev hash does not match)")
                 if rec.get("seq") != count + 1:
@@ -217,7 +218,7 @@ class AuditLog:
         if end:
             start = _after_last_newline(fd, end - 1)
             try:
-                rec = json.loads(os.pread(fd, end - start, start))
+                rec = _json.loads(os.pread(fd, end - start, start))
                 last = rec["hash"], rec["seq"]
             except (ValueError, KeyError, TypeError):
                 raise self._damaged() from None

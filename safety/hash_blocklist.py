@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _json
 from .errors import SdguardError
 from .model_hashes import FileHashes
 
@@ -142,11 +142,9 @@ def _csv_rows(text: str, path: Path) -> list[tuple[int, Mapping[str, Any]]]:
 
 def _json_rows(text: str, path: Path) -> list[tuple[int | str, Mapping[str, Any]]]:
     try:
-        doc = json.loads(text)
+        doc = _json.loads(text)
     except ValueError as e:
         raise BlocklistError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:  # json nests by recursion: deep brackets exhaust the stack
-        raise BlocklistError(f"{path}: not valid JSON (nested too deeply)") from None
     if isinstance(doc, Mapping):
         doc = doc.get("entries")
     if not isinstance(doc, list):

@@ -23,6 +23,7 @@ from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
+from . import _json
 from . import label_containers as lc
 from .label_containers import MalformedImage
 
@@ -59,9 +60,13 @@ class AigcRecord:
         """Parse the JSON string, also in the wrapped form ``{"AIGC": {...}}``.
 
         Raises:
-            ValueError: not a JSON object.
+            ValueError: not valid JSON (the message says why, e.g. nested too deeply), or not a
+                JSON object.
         """
-        obj = json.loads(text)
+        try:
+            obj = _json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"AIGC label is not valid JSON ({e.msg})") from None
         if isinstance(obj, dict) and isinstance(obj.get("AIGC"), dict):
             obj = obj["AIGC"]
         if not isinstance(obj, dict):
@@ -205,8 +210,8 @@ def find_labels(data: bytes) -> list[tuple[str, AigcRecord]]:
     if _AIGC_TEXT_KEYWORD.decode() in texts:
         try:
             found.append(("png-text", AigcRecord.from_json(texts[_AIGC_TEXT_KEYWORD.decode()])))
-        except ValueError:
-            logger.warning("PNG text chunk 'AIGC' is not valid JSON; ignored")
+        except ValueError as e:
+            logger.warning("PNG text chunk 'AIGC' ignored: %s", e)
     return found
 
 
@@ -224,8 +229,8 @@ def _xmp_records(xmp: str) -> list[AigcRecord]:
     for value in values:
         try:
             records.append(AigcRecord.from_json(value))
-        except ValueError:
-            logger.warning("TC260:AIGC is not valid JSON; ignored")
+        except ValueError as e:
+            logger.warning("TC260:AIGC ignored: %s", e)
     return records
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import _json
 from ..policy import Policy
 from ..prompt_normalize import replace_lone_surrogates
 from ..verdict import Finding
@@ -121,7 +121,7 @@ def _read_set(path: Path) -> list[tuple[str, str]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _json.loads(line)
         except ValueError as e:
             raise UsageError(f"{path}:{n}: not valid JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str) \

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 
+from .. import _json
 from ..audit import hash_input, prompt_text_to_store
 from ..prompt_guard import check_prompts
 from ..prompt_normalize import replace_lone_surrogates
@@ -99,7 +99,7 @@ def read_prompts(source: str) -> list[tuple[str, str]]:
     items = []
     for n, line in lines:
         try:
-            obj = json.loads(line)
+            obj = _json.loads(line)
         except ValueError as e:
             raise UsageError(f"{source}:{n}: not valid JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):

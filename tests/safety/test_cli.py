@@ -238,6 +238,27 @@ def test_audit_tail_names_a_line_that_is_json_but_no_record(capsys, tmp_path, le
     assert (status, out) == (2, "") and "audit.jsonl:2: not an audit record" in err
 
 
+DEEP_JSON = "[" * 100_000  # json parses nesting by recursion: this exhausts the stack
+
+
+@pytest.mark.parametrize("argv, line, status, stream, words", [
+    (["check-prompt", "--input", "{src}"], '{"prompt": ' + DEEP_JSON, 2, "err", "not valid JSON (nested too deeply)"),
+    (["eval-prompts", "{src}"], '{"prompt": ' + DEEP_JSON, 2, "err", "not valid JSON (nested too deeply)"),
+    (["audit", "verify", "--path", "{src}"], '{"seq": ' + DEEP_JSON, 3, "out", "not a JSON record (nested too deeply)"),
+    (["audit", "tail", "--path", "{src}"], '{"seq": ' + DEEP_JSON, 2, "err", "in.jsonl:1: not an audit record"),
+    (["check-prompt", "a cat", "--audit", "{src}"], '{"seq": ' + DEEP_JSON, 2, "err", "damaged"),
+])
+def test_json_nested_too_deeply_is_a_clear_error_not_a_traceback(capsys, tmp_path, lexical_file,
+                                                                  argv, line, status, stream, words):
+    src = tmp_path / "in.jsonl"
+    src.write_text(line + "\n")
+    argv = [a.replace("{src}", str(src)) for a in argv]
+    if argv[0] != "audit":
+        argv += ["--policy", lexical_file]
+    got_status, out, err = run(capsys, *argv)
+    assert got_status == status and words in {"out": out, "err": err}[stream]
+
+
 def test_audit_of_a_missing_file_does_not_verify(capsys, tmp_path):
     status, _, err = run(capsys, "audit", "verify", "--path", str(tmp_path / "typo.jsonl"))
     assert status == 2 and "no audit trail" in err

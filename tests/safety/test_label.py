@@ -163,6 +163,31 @@ def test_unlabelled_file_and_wrapped_json():
     assert lab.AigcRecord.from_json(wrapped) == lab.AigcRecord(Label="2", ProduceID="p")
 
 
+DEEP_JSON = "[" * 100_000  # json parses nesting by recursion: this exhausts the stack
+
+
+@pytest.mark.parametrize("where", ["png-text", "xmp"])
+def test_a_label_nested_too_deeply_is_ignored_with_a_warning_not_a_crash(caplog, where):
+    if where == "xmp":
+        data = png_with_xmp('<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+                            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                            f'<rdf:Description rdf:about="" xmlns:TC260="{lab.TC260_NS}" TC260:AIGC="{DEEP_JSON}"/>'
+                            '</rdf:RDF></x:xmpmeta>')
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("AIGC", DEEP_JSON)
+        buf = io.BytesIO()
+        Image.fromarray(pixels()).save(buf, "PNG", pnginfo=info)
+        data = buf.getvalue()
+    with pytest.raises(ValueError, match="nested too deeply"):
+        lab.AigcRecord.from_json(DEEP_JSON)
+    assert lab.find_labels(data) == [] and lab.read_label(data).integrity == "absent"
+    assert "nested too deeply" in caplog.text
+    # `sdguard label` reaches it through with_content_id: a fresh ID, and the file gets labelled.
+    assert prov.with_content_id(data, prov.ProvenanceOptions()).content_id
+    assert lab.read_label(prov.apply(data, prov.ProvenanceOptions(watermark=False))).integrity == "ok"
+
+
 @pytest.mark.parametrize("mangle", [
     lambda d: d[:-20],                                  # truncated PNG
     lambda d: d[:40] + bytes([d[40] ^ 0xFF]) + d[41:],  # bad CRC
