@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import label_containers as lc
 from .errors import GuardUnavailable
-from .label import DIGEST_PREFIX, AigcRecord, find_labels, write_label
+from .label import AigcRecord, find_labels, pixel_digest, write_label
 from .label_containers import MalformedImage
 from .label_visible import CORNERS, TEXTS, draw_label
 from .watermark import DEFAULT_KEY, DEFAULT_STRENGTH, SSIM_TARGET, embed
@@ -106,8 +106,10 @@ def with_content_id(data: bytes, options: ProvenanceOptions) -> ProvenanceOption
     """
     if options.content_id:
         return options
-    own = [rec.ProduceID for _, rec in find_labels(data)
-           if rec.ProduceID and rec.ReservedCode1.startswith(DIGEST_PREFIX)]
+    labelled = [rec for _, rec in find_labels(data) if rec.ProduceID]
+    digest = pixel_digest(data) if labelled else ""  # decode only when there is a label to check
+    # A label copied onto other pixels (or left on edited ones) names other content: not its ID.
+    own = [rec.ProduceID for rec in labelled if rec.ReservedCode1 == digest]
     return replace(options, content_id=own[0] if own else uuid.uuid4().hex)
 
 

@@ -157,6 +157,14 @@ def test_changed_pixels_fail_the_integrity_check():
     assert lab.read_label(tampered).integrity == "mismatch"
 
 
+def test_relabelling_keeps_the_id_of_a_label_on_its_own_pixels_only():
+    labelled = lab.write_label(host_png(), RECORD)
+    copied = prov.reencode(labelled, "png", 255 - decoded(labelled), None)  # same label, other pixels
+    assert lab.read_label(copied).integrity == "mismatch"
+    assert prov.with_content_id(labelled, prov.ProvenanceOptions()).content_id == RECORD.ProduceID
+    assert prov.with_content_id(copied, prov.ProvenanceOptions()).content_id not in ("", RECORD.ProduceID)
+
+
 def test_unlabelled_file_and_wrapped_json():
     assert lab.read_label(host_png()).integrity == "absent"
     wrapped = json.dumps({"AIGC": {"Label": "2", "ProduceID": "p"}})
