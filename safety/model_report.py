@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
+
+from ._files import write_atomic
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
@@ -56,16 +56,9 @@ def render_report(records: Sequence[Mapping[str, Any]], *, title: str = "sdguard
 
 def write_report(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]]) -> None:
     """Write the report atomically (a temporary file renamed into place), so a failed scan never
-    leaves half a report behind."""
-    target = Path(path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(render_report(records))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    leaves half a report behind; a new report gets the umask's mode, a replaced one keeps its own."""
+    report = render_report(records).encode("utf-8")
+    write_atomic(path, lambda f: f.write(report))
 
 
 def _file_section(record: Mapping[str, Any]) -> str:

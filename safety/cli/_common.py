@@ -8,11 +8,11 @@ import json
 import os
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .._files import write_atomic
 from ..audit import AuditLog, json_safe
 from ..policy import DEFAULT_PROFILE, PROFILES, Policy, load_policy
 from ..verdict import Verdict
@@ -126,16 +126,7 @@ def write_new_file(target: Path, write: Callable[[BinaryIO], None]) -> Path:
             candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
             n += 1
     try:
-        fd, temp = tempfile.mkstemp(dir=candidate.parent, prefix=".sdguard-", suffix=target.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            # mkstemp makes the file private (0600); give it the mode the claimed name got (umask).
-            os.chmod(temp, stat.S_IMODE(os.stat(candidate).st_mode))
-            os.replace(temp, candidate)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(candidate, write)  # replaces the empty claimed file, keeping the mode the umask gave it
     except BaseException:
         candidate.unlink(missing_ok=True)
         raise

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
-import sys
-import tempfile
 from pathlib import Path
 
+from .._files import write_atomic
 from ..errors import SdguardError
 from ..label_containers import MalformedImage, sniff
 from ._common import (EXIT_BLOCKED, EXIT_OK, EXIT_USAGE, UsageError, add_policy_args, policy_from_args,
@@ -227,34 +225,7 @@ def _read(path: str) -> bytes:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or Path("."))
-    except OSError as e:
+        write_atomic(path, lambda f: f.write(data))
+    except OSError as e:  # its own message may name the temporary file, which the user never named
         raise UsageError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if sys.platform != "win32":  # mkstemp makes the file owner-only
-            os.chmod(tmp, _mode_for(target))
-        try:
-            os.replace(tmp, target)
-        except OSError as e:  # its own message names the temporary file, which the user never named
-            raise UsageError(f"{path}: cannot write ({e.strerror})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _mode_for(target: Path) -> int:
-    """The permissions of the file being replaced (labelling a private file in place must not make
-    it readable to others), else the usual ones for a new file under the umask."""
-    try:
-        mode = os.stat(target).st_mode
-    except OSError:
-        mode = 0
-    if stat.S_ISREG(mode):
-        return stat.S_IMODE(mode)
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
