@@ -19,15 +19,15 @@ A host that throws the run away instead (an error, an interrupt it will not deco
 Checks run at the policy's fractions of the run (``[monitor] schedule``) and on the final step.
 ``on_step`` is idempotent per step: samplers that call the model several times per step
 (Heun, DPM-2, SDE, restart) or hooks that fire per evaluation may repeat a step; the repeat
-returns the same result without decoding again (if the pass ends there, its x0 gets the final
-check, below: a second 1-step pass looks like a repeat). A step going back, a new `total`, or a
+returns the same result without decoding again (in a 1-step run, if the pass ends there, its
+x0 gets the final check, below: a second 1-step pass looks like a repeat). A step going back, a new `total`, or a
 new latent shape, dtype or device starts a new pass (a second sampler, hires fix, a new batch).
 
 Some samplers report a different number of steps than `total` (ComfyUI passes ``len(sigmas) - 1``
 to every sampler): ``dpm_adaptive`` chooses its own steps and may report more, which count as
 the last step; ``dpm_fast`` reports about a third as many, so the run ends before its last step.
 When the last x0 a pass reported was not checked (it ended early, ran past `total`, or repeated
-its last step), and ``check_final`` is on, that x0 is checked when the next pass starts or at
+the step of a 1-step run), and ``check_final`` is on, that x0 is checked when the next pass starts or at
 `finish`, which then raises `Blocked` on a block.
 
 With ``[monitor] background = true`` the previews are decoded on the caller's thread (where x0
