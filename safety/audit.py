@@ -8,8 +8,8 @@ page format between us and that guarantee without adding anything the chain need
 
 Each record holds the SHA-256 of the previous record, so editing or deleting any complete record
 breaks verification from that point on, except records cut off the end: the shorter chain still
-verifies, so whoever must notice that keeps the last hash elsewhere. The trail never stores images: only hashes of inputs,
-scores, reasons and the policy fingerprint. Prompt text is stored only as the policy's
+verifies, so whoever must notice that keeps the last hash elsewhere. The trail never stores
+images: only hashes of inputs, scores, reasons and the policy fingerprint. Prompt text is stored only as the policy's
 ``[audit] prompt_text`` allows (`prompt_text_to_store`); by default it is not.
 """
 
