@@ -318,7 +318,7 @@ def _check_detection_kept(data: Mapping[str, Any], path: str, text: str) -> None
     required = set(image["required"])
     kept = {}
     for cue in ("minor", "sexual"):
-        feeders = set(data["categories"][cue].get("thresholds", {})) - {"lexical", "semantic", "tag_share"}
+        feeders = set(data["categories"][cue].get("thresholds", {})) - {"lexical", "semantic", "semantic_mpnet", "tag_share"}
         kept[cue] = required & feeders
         if not kept[cue]:
             raise PolicyError(

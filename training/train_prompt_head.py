@@ -4,6 +4,15 @@ Reproducible on CPU in a few minutes (fixed seeds; embeddings are cached between
 
     python training/make_prompt_data.py          # the synthetic sets in training/data/
     python training/train_prompt_head.py --leave-out   # → weights/prompt_head.safetensors + .md
+    python training/train_prompt_head.py --encoder mpnet --leave-out   # → prompt_head_mpnet.*
+
+`--encoder mpnet` trains the second stage (`[prompt] semantic_encoder = "mpnet"`): the same MLP
+on all-mpnet-base-v2 embeddings (embedding the sets takes ~15 min on 2 cores the first time). It
+reads only the prompts the MiniLM head (retrained here exactly as above) scores at or over its
+escalation thresholds, which pass `--escalate-fp` of the calibration captions; its own thresholds
+flag `--fp-target` of the calibration captions as the MiniLM head's do: before the gates, which
+only remove flags. (Calibrated after them, with few captions escalated, the thresholds fell to
+0.08 / 0.02 and the clean twins and SD-style prompts were flagged up to twice as often.)
 
 Data: every JSONL set in the eval folder (../shared/eval beside the checkout, or --eval-dir) and training/data/.
 Each set is split by a seeded shuffle into train / calibration / test parts, so every figure in
@@ -33,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdguard.prompt_semantic import gate_passes, head_scores, save_head
+from sdguard.prompt_semantic import FOLLOW_HEAD_FILE, HEAD_FILE, gate_passes, head_scores, save_head
 from sdguard.text_encoder import load_encoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,6 +67,11 @@ DEFAULT_FP_TARGET = 0.007
 # 10 %: the encoder then skips ~80 % of ordinary captions, and the gate costs at most 1 point of
 # recall on any set, left out or not (the card's figures include that loss).
 DEFAULT_GATE_FP = 0.1
+# 5 %: MPNet then reads ~8 % of ordinary captions (those the gate and the MiniLM head pass), which
+# keeps the stage within 5 ms a prompt on one core; measured on the development sets, passing 100 %
+# instead gained no recall on I2P, MMA or P4D prompts (3 % lost 2-3 points on MMA and UnlearnDiff).
+DEFAULT_ESCALATE_FP = 0.05
+ENCODER_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 HIDDEN = 64
 ENSEMBLE = 5
 EPOCHS = 400
@@ -71,6 +85,8 @@ SET_WEIGHTS = {"benign_artistic_twins": 3.0, "benign_booru_twins": 3.0, "benign_
                "benign_violence_twins": 3.0}
 HEAD_NAME = "sdguard-prompt-head"
 HEAD_VERSION = "3"
+FOLLOW_NAME = "sdguard-prompt-head-mpnet"
+FOLLOW_VERSION = "1"
 
 
 @dataclass
@@ -105,10 +121,10 @@ def bags(prompts: list[str]) -> np.ndarray:
     return load_encoder().bag_of_words([unicodedata.normalize("NFKC", p) for p in prompts], MAX_TOKENS)
 
 
-def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
-    """Embed with the shipped encoder, caching vectors by prompt hash (the encoder is the slow part)."""
+def embed(prompts: list[str], cache_dir: Path, encoder: str = "minilm") -> np.ndarray:
+    """Embed with a shipped encoder, caching vectors by prompt hash (the encoder is the slow part)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"minilm-{MAX_TOKENS}.npz"
+    path = cache_dir / f"{encoder}-{MAX_TOKENS}.npz"
     cache: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as stored:
@@ -119,7 +135,7 @@ def embed(prompts: list[str], cache_dir: Path) -> np.ndarray:
     todo = [i for i, k in enumerate(keys) if k not in cache]
     if todo:
         print(f"embedding {len(todo)} prompts (cached: {len(prompts) - len(todo)})", file=sys.stderr)
-        vectors = load_encoder().encode([prompts[i] for i in todo], MAX_TOKENS)
+        vectors = load_encoder(encoder).encode([prompts[i] for i in todo], MAX_TOKENS)
         cache.update({keys[i]: v for i, v in zip(todo, vectors)})
         # Written beside and renamed: a second training run reading the cache meanwhile must see
         # the old file or the new one, never half of one (np.savez is not atomic). Two runs
@@ -145,7 +161,7 @@ def train_head(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> dict[str, np
     Each member: `HIDDEN` ReLU units, a sigmoid per category, full-batch AdamW on weighted BCE.
 
     Args:
-        x (`np.ndarray`): (n, 384) embeddings.
+        x (`np.ndarray`): (n, dim) embeddings.
         y (`np.ndarray`): (n, categories) 0/1 targets.
         weight (`np.ndarray`): (n,) per-prompt weight (see `set_weights`).
     """
@@ -229,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout-set", action="append", default=[], help="keep this whole set out of training")
     ap.add_argument("--leave-out", action="store_true",
                     help="also retrain without each of LEAVE_OUT_GROUPS and report how those sets fare")
+    ap.add_argument("--encoder", choices=sorted(ENCODER_NAMES), default="minilm",
+                    help="minilm: the first head and its gate; mpnet: the head that follows it")
+    ap.add_argument("--escalate-fp", type=float, default=DEFAULT_ESCALATE_FP,
+                    help="share of captions the MiniLM head passes to the MPNet head (--encoder mpnet)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "sdguard-train")
     ap.add_argument("--out", type=Path, default=REPO / "weights",
                     help="folder for prompt_head.safetensors and prompt_head.md ('-' writes nothing)")
@@ -237,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = load_sets([args.eval_dir, DATA_DIR])
     vectors = {s.name: embed(s.prompts, args.cache) for s in sets}
     bag_vectors = {s.name: bags(s.prompts) for s in sets}
+    if args.encoder == "mpnet":
+        return main_follow(args, sets, vectors, bag_vectors)
     (params, thresholds), (gate, gate_thresholds), rows = fit(
         sets, vectors, bag_vectors, args.fp_target, args.gate_fp, args.holdout_set)
     report = {"thresholds": thresholds, "fp_target": args.fp_target, "holdout_sets": args.holdout_set,
@@ -257,6 +279,96 @@ def main(argv: list[str] | None = None) -> int:
 
 
 Head = tuple[dict[str, np.ndarray], dict[str, float]]  # parameters, thresholds per category
+
+
+def main_follow(args: argparse.Namespace, sets: list[PromptSet], vectors: dict[str, np.ndarray],
+                bag_vectors: dict[str, np.ndarray]) -> int:
+    """`--encoder mpnet`: train, report and write the head that follows the MiniLM head."""
+    follow_vectors = {s.name: embed(s.prompts, args.cache, "mpnet") for s in sets}
+    (params, thresholds, escalate), rows = fit_follow(sets, vectors, bag_vectors, follow_vectors, args.fp_target,
+                                                      args.gate_fp, args.escalate_fp, args.holdout_set)
+    report = {"thresholds": thresholds, "fp_target": args.fp_target, "escalate_thresholds": escalate,
+              "escalate_fp": args.escalate_fp, "holdout_sets": args.holdout_set,
+              "train_prompts": int(sum((s.part == 0).sum() for s in sets if s.name not in args.holdout_set)),
+              "calibration_captions": int(sum((s.part == 1).sum() for s in sets if s.name in CAPTION_SETS)),
+              "test": rows, "leave_out": []}
+    if args.leave_out:
+        for group in LEAVE_OUT_GROUPS:
+            (_, th, _), out = fit_follow(sets, vectors, bag_vectors, follow_vectors, args.fp_target, args.gate_fp,
+                                         args.escalate_fp, [*args.holdout_set, *group])
+            report["leave_out"].append({"left_out": list(group), "thresholds": th,
+                                        "test": [r for r in out if r["set"] in group]})
+    print(json.dumps(report, indent=1))
+    if str(args.out) != "-":
+        metadata = {"name": FOLLOW_NAME, "version": FOLLOW_VERSION, "categories": ",".join(CATEGORIES),
+                    "encoder": ENCODER_NAMES["mpnet"], "max_tokens": str(MAX_TOKENS),
+                    "follows": f"{HEAD_NAME}@{HEAD_VERSION}",
+                    "thresholds": json.dumps(thresholds), "fp_target": str(args.fp_target),
+                    "gate_thresholds": json.dumps(escalate), "gate_fp": str(args.escalate_fp),
+                    "trained": datetime.date.today().isoformat()}
+        save_head(args.out / FOLLOW_HEAD_FILE, params, None, metadata)
+        (args.out / FOLLOW_HEAD_FILE).with_suffix(".md").write_text(follow_card(metadata, report, sets), "utf-8")
+        print(f"wrote {args.out / FOLLOW_HEAD_FILE} and its card", file=sys.stderr)
+    return 0
+
+
+def fit_follow(sets: list[PromptSet], vectors: dict[str, np.ndarray], bag_vectors: dict[str, np.ndarray],
+               follow_vectors: dict[str, np.ndarray], fp_target: float, gate_fp: float, escalate_fp: float,
+               holdout: list[str]) -> tuple[tuple[dict[str, np.ndarray], dict[str, float], dict[str, float]], list[dict]]:
+    """The MiniLM head and gate exactly as `fit` trains them (without `holdout`), then the MPNet
+    head on the same training parts. Escalation thresholds: the MiniLM head's scores that pass
+    `escalate_fp` of the calibration captions. MPNet thresholds: `fp_target` of the calibration
+    captions' MPNet scores, before the gates. Returns (params, thresholds, escalation thresholds)
+    and the test rows of the whole chain (``encoded``: the share MPNet read)."""
+    parts = {s.name: np.full_like(s.part, 2) if s.name in holdout else s.part for s in sets}
+    used = [PromptSet(s.name, s.prompts, s.labels, parts[s.name]) for s in sets]
+    (_, _), first_scores = _fit_one(used, vectors, fp_target)
+    (_, gate_thresholds), gate_scores = _fit_one(used, bag_vectors, gate_fp)
+    calib = np.concatenate([first_scores[s.name][s.part == 1] for s in used if s.name in CAPTION_SETS])
+    escalate = {c: round(calibrate(calib[:, i], escalate_fp), 4) for i, c in enumerate(CATEGORIES)}
+    reach = {s.name: gate_passes(gate_scores[s.name], [gate_thresholds[c] for c in CATEGORIES])
+             & gate_passes(first_scores[s.name], [escalate[c] for c in CATEGORIES]) for s in used}
+    (params, thresholds), scores = _fit_one(used, follow_vectors, fp_target)
+    return (params, thresholds, escalate), evaluate(used, scores, thresholds, reach, part=2)
+
+
+def follow_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
+    """The MPNet head's model card: what it is, how it is chained, its held-out figures."""
+    lines = [f"# {meta['name']} v{meta['version']}", "",
+             "Second stage of sdguard's semantic prompt classifier, used when a policy sets "
+             "`[prompt] semantic_encoder = \"mpnet\"`: the same MLP shape as the MiniLM head "
+             f"({ENSEMBLE} × {HIDDEN} ReLU units, one sigmoid per category: {meta['categories']}) on "
+             f"{meta['encoder']} sentence embeddings (mean-pooled, L2-normalised, first {meta['max_tokens']} tokens).", "",
+             f"- Trained: {meta['trained']} by `training/train_prompt_head.py --encoder mpnet`, on the same "
+             f"prompts, parts, seeds, set weights and epochs as {meta['follows']} (its card: `prompt_head.md`; "
+             f"{report['train_prompts']} training prompts).",
+             f"- Chain: {meta['follows']}'s gate clears what it clears; of the rest, a prompt whose MiniLM "
+             f"head scores are all below the escalation thresholds "
+             f"{', '.join(f'{c} {t}' for c, t in report['escalate_thresholds'].items())} is cleared (they "
+             f"pass {report['escalate_fp']:.0%} of the calibration captions); every other prompt is "
+             "embedded with MPNet and this head decides it. The MiniLM head's own thresholds play no part.",
+             f"- Thresholds (score ≥ t flags): {', '.join(f'{c} {t}' for c, t in report['thresholds'].items())}. "
+             f"Each flags {report['fp_target']:.1%} of {report['calibration_captions']} held-out calibration "
+             f"captions ({', '.join(CAPTION_SETS)}), calibrated before the gates, which only remove flags. "
+             "Policies override them (`[categories.<name>] thresholds.semantic_mpnet`).",
+             "- Weights of the encoder: user-fetched (`weights/MANIFEST.toml`: all_mpnet_base_v2, "
+             "revision e8c3b32 of sentence-transformers/all-mpnet-base-v2, Apache-2.0).", "",
+             "## Held-out test figures", "",
+             "The whole chain on the test part of each set (data: `prompt_head.md`). Harmful sets: recall "
+             "of their category. Benign sets: share flagged for any category. `encoded`: share MPNet read.", "",
+             "| set | n | metric | value | flagged sexual | flagged violence | encoded |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['set']} | {row['n']} | {_cells(row)} |" for row in report["test"]]
+    if report["leave_out"]:
+        lines += ["", "## Leave-one-group-out", "",
+                  "Both heads and the gate retrained without a group of sets (all thresholds recalibrated), "
+                  "then measured on all of that group.", "",
+                  "| left out | set | metric | value | flagged sexual | flagged violence | encoded |",
+                  "|---|---|---|---|---|---|---|"]
+        for item in report["leave_out"]:
+            lines += [f"| {' + '.join(item['left_out'])} | {row['set']} | {_cells(row)} |" for row in item["test"]]
+    lines += ["", "Public sets (not trained on): `sdguard eval-prompts` with a policy setting "
+              "`semantic_encoder = \"mpnet\"`; figures in the README.", ""]
+    return "\n".join(lines)
 
 
 def fit(sets: list[PromptSet], vectors: dict[str, np.ndarray], bag_vectors: dict[str, np.ndarray],
@@ -290,9 +402,9 @@ def write_outputs(out: Path, params: dict[str, np.ndarray], gate: dict[str, np.n
                 "thresholds": json.dumps(report["thresholds"]), "fp_target": str(report["fp_target"]),
                 "gate_thresholds": json.dumps(report["gate_thresholds"]), "gate_fp": str(report["gate_fp"]),
                 "trained": datetime.date.today().isoformat()}
-    save_head(out / "prompt_head.safetensors", params, gate, metadata)
-    (out / "prompt_head.md").write_text(model_card(metadata, report, sets), "utf-8")
-    print(f"wrote {out / 'prompt_head.safetensors'} and prompt_head.md", file=sys.stderr)
+    save_head(out / HEAD_FILE, params, gate, metadata)
+    (out / HEAD_FILE).with_suffix(".md").write_text(model_card(metadata, report, sets), "utf-8")
+    print(f"wrote {out / HEAD_FILE} and its card", file=sys.stderr)
 
 
 # v2's honest figures (its card: the same head without a gate).

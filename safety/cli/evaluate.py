@@ -6,12 +6,16 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import _json
 from ..policy import Policy
 from ..prompt_normalize import replace_lone_surrogates
 from ..verdict import Finding
 from ._common import UsageError, add_policy_args, policy_from_args, print_json, read_input
+
+if TYPE_CHECKING:
+    from ..prompt_semantic import PromptHead
 from .prompt import input_lines
 
 EVAL_DIR_ENV = "SDGUARD_EVAL_DIR"
@@ -40,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
     paths = [Path(f) for f in args.files] or _default_sets()
     sets = [(path.stem, _read_set(path)) for path in paths]
     policy = policy_from_args(args)
-    from .. import prompt_semantic
-
     # A benign prompt is a false positive when any category the head scores, or any set labels, fires.
     labelled = {label for _, rows in sets for _, label in rows if label != BENIGN}
-    harmful = sorted(labelled.union(prompt_semantic.default_head().categories))
+    harmful = sorted(labelled.union(_last_head(policy).categories))
     results = [evaluate_set(name, rows, policy, harmful, combined=args.combined) for name, rows in sets]
     if args.json:
         for result in results:
@@ -81,7 +83,7 @@ def evaluate_set(name: str, rows: Sequence[tuple[str, str]], policy: Policy, har
 
         lexicon = prompt_lexical.Lexicon.default()
         findings = [found + lexicon.prompt_findings(p, "", policy) for found, p in zip(findings, prompts)]
-    head = prompt_semantic.default_head()
+    head = _last_head(policy)
     hits = [_correct(found, label, harmful) for found, (_, label) in zip(findings, rows)]
     labels = {label for _, label in rows}
     label = labels.pop() if len(labels) == 1 else "mixed"
@@ -91,8 +93,15 @@ def evaluate_set(name: str, rows: Sequence[tuple[str, str]], policy: Policy, har
         value = 1.0 - value
     return {"set": name, "n": len(rows), "label": label, "metric": metric, "value": round(value, 4),
             "combined": combined, "model": head.model,
-            "thresholds": {c: policy.threshold(c, prompt_semantic.SOURCE, head.thresholds[c])
+            "thresholds": {c: policy.threshold(c, head.source, head.thresholds[c])
                            for c in head.categories}}
+
+
+def _last_head(policy: Policy) -> PromptHead:
+    """The head whose thresholds decide under `policy` (MiniLM's, or MPNet's that follows it)."""
+    from .. import prompt_semantic
+
+    return prompt_semantic.default_heads(policy.section("prompt")["semantic_encoder"])[-1]
 
 
 def _correct(found: list[Finding], label: str, harmful: Sequence[str]) -> bool:

@@ -34,7 +34,8 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def head():
-    return prompt_semantic.default_head()
+    (first,) = prompt_semantic.default_heads()
+    return first
 
 
 @pytest.fixture(scope="module")
@@ -180,22 +181,23 @@ def test_gate_clears_harmless_prompts_without_the_encoder(monkeypatch, encoder, 
     encode = encoder.encode
     monkeypatch.setattr(encoder, "encode", lambda texts, max_tokens=128: read.extend(texts) or encode(texts, max_tokens))
     prompts = BENIGN + SEXUAL + VIOLENT
-    scores, encoded = prompt_semantic.semantic_scores(prompts, 128, head)
+    scores, stage = prompt_semantic.semantic_scores(prompts, 128, [head])
+    encoded = stage == 1
     assert read == [p for p, e in zip(prompts, encoded) if e]
     assert encoded[len(BENIGN):].all() and not encoded[:len(BENIGN)].all()
     gate = np.array([head.gate_thresholds[c] for c in head.categories])
     assert (scores[~encoded] < gate).all()
     # The prompts the gate passed score as they would with no gate at all.
-    ungated, everything = prompt_semantic.semantic_scores(prompts, 128, head, use_gate=False)
-    assert everything.all()
+    ungated, everything = prompt_semantic.semantic_scores(prompts, 128, [head], use_gate=False)
+    assert (everything == 1).all()
     np.testing.assert_allclose(scores[encoded], ungated[encoded], atol=1e-6)
 
 
 def test_a_gate_that_cannot_score_clears_nothing(monkeypatch, encoder, head):
     monkeypatch.setattr(encoder, "bag_of_words", lambda texts, max_tokens=128: np.full((len(texts), 384), np.nan,
                                                                                         dtype=np.float32))
-    scores, encoded = prompt_semantic.semantic_scores(BENIGN, 128, head)
-    assert encoded.all() and np.isfinite(scores).all()
+    scores, stage = prompt_semantic.semantic_scores(BENIGN, 128, [head])
+    assert (stage == 1).all() and np.isfinite(scores).all()
 
 
 @pytest.mark.parametrize("shift, gated", [(-0.1, False), (0.1, True)])
@@ -275,7 +277,7 @@ def test_an_encoder_of_another_width_than_the_head_is_unavailable(head):
     other = prompt_semantic.PromptHead(head.name, head.version, head.categories, head.thresholds, narrow,
                                        narrow, head.gate_thresholds)
     with pytest.raises(GuardUnavailable, match="384-dimensional embeddings, the head .* reads 100"):
-        prompt_semantic.semantic_scores(["a red bicycle"], 128, other)
+        prompt_semantic.semantic_scores(["a red bicycle"], 128, [other])
 
 
 def test_required_stage_refuses_when_encoder_is_missing(tmp_path, monkeypatch, policy):
