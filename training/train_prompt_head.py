@@ -353,19 +353,12 @@ def follow_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> st
              "Policies override them (`[categories.<name>] thresholds.semantic_mpnet`).",
              "- Weights of the encoder: user-fetched (`weights/MANIFEST.toml`: all_mpnet_base_v2, "
              "revision e8c3b32 of sentence-transformers/all-mpnet-base-v2, Apache-2.0).", "",
-             "## Held-out test figures", "",
-             "The whole chain on the test part of each set (data: `prompt_head.md`). Harmful sets: recall "
-             "of their category. Benign sets: share flagged for any category. `encoded`: share MPNet read.", "",
-             "| set | n | metric | value | flagged sexual | flagged violence | encoded |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {row['set']} | {row['n']} | {_cells(row)} |" for row in report["test"]]
-    if report["leave_out"]:
-        lines += ["", "## Leave-one-group-out", "",
-                  "Both heads and the gate retrained without a group of sets (all thresholds recalibrated), "
-                  "then measured on all of that group.", "",
-                  "| left out | set | metric | value | flagged sexual | flagged violence | encoded |",
-                  "|---|---|---|---|---|---|---|"]
-        for item in report["leave_out"]:
-            lines += [f"| {' + '.join(item['left_out'])} | {row['set']} | {_cells(row)} |" for row in item["test"]]
+             "## Held-out test figures", ""]
+    lines += _figure_tables(report, "The whole chain on the test part of each set (data: `prompt_head.md`). Harmful "
+                            "sets: recall of their category. Benign sets: share flagged for any category. "
+                            "`encoded`: share MPNet read.",
+                            "Both heads and the gate retrained without a group of sets (all thresholds "
+                            "recalibrated), then measured on all of that group.")
     lines += ["", "Public sets (not trained on): `sdguard eval-prompts` with a policy setting "
               "`semantic_encoder = \"mpnet\"`; figures in the README.", ""]
     return "\n".join(lines)
@@ -429,6 +422,19 @@ def _cells(row: dict) -> str:
     return " | ".join([f"{row['metric']} ({row['category']})", f"{row['value']:.1%}", *per, f"{row['encoded']:.0%}"])
 
 
+def _figure_tables(report: dict, test_intro: str, leave_out_intro: str) -> list[str]:
+    """A card's test table, and its leave-one-group-out table when the report has one."""
+    header = "| metric | value | flagged sexual | flagged violence | encoded |"
+    lines = [test_intro, "", "| set | n " + header, "|---|---|---|---|---|---|---|"]
+    lines += [f"| {row['set']} | {row['n']} | {_cells(row)} |" for row in report["test"]]
+    if report["leave_out"]:
+        lines += ["", "## Leave-one-group-out", "", leave_out_intro, "", "| left out | set " + header,
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {' + '.join(item['left_out'])} | {row['set']} | {_cells(row)} |"
+                  for item in report["leave_out"] for row in item["test"]]
+    return lines
+
+
 def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str:
     lines = [f"# {meta['name']} v{meta['version']}", "",
              "Semantic prompt classifier of sdguard's prompt stage: a 1-hidden-layer MLP "
@@ -476,21 +482,11 @@ def model_card(meta: dict[str, str], report: dict, sets: list[PromptSet]) -> str
               "crude-sentence, hate-speech and perturbed-soup sets, thresholds at 0.7 % of the calibration "
               "captions (at 1 % the test captions were flagged 1.4 %).",
               f"- Honest figures, v2 → v{meta['version']}: " + _compare_previous(report), "",
-              "## Held-out test figures", "",
-              "Measured on the test part of each set, at the thresholds above. Harmful sets: recall of "
-              "their category. Benign sets: share flagged for any category.", "",
-              "| set | n | metric | value | flagged sexual | flagged violence | encoded |", "|---|---|---|---|---|---|---|"]
-    for row in report["test"]:
-        lines.append(f"| {row['set']} | {row['n']} | {_cells(row)} |")
-    if report["leave_out"]:
-        lines += ["", "## Leave-one-group-out", "",
-                  "The head retrained without a group of sets (thresholds recalibrated), then measured on "
-                  "all of that group: the honest estimate for a kind of prompt seen nowhere in training.", "",
-                  "| left out | set | metric | value | flagged sexual | flagged violence | encoded |",
-                  "|---|---|---|---|---|---|---|"]
-        for item in report["leave_out"]:
-            for row in item["test"]:
-                lines.append(f"| {' + '.join(item['left_out'])} | {row['set']} | {_cells(row)} |")
+              "## Held-out test figures", ""]
+    lines += _figure_tables(report, "Measured on the test part of each set, at the thresholds above. Harmful sets: "
+                            "recall of their category. Benign sets: share flagged for any category.",
+                            "The head retrained without a group of sets (thresholds recalibrated), then measured "
+                            "on all of that group: the honest estimate for a kind of prompt seen nowhere in training.")
     lines += ["", "Synthetic sets share templates and word lists between their train and test parts, so "
               "their held-out figures are optimistic; when a synthetic family is left out, the other "
               "families still share its word lists. The Six-CD and caption figures are the ones to trust. "
