@@ -155,7 +155,7 @@ def load_head(path: Path | None = None) -> PromptHead:
         missing = [k for k in REQUIRED_METADATA if k not in meta]
         if missing:
             raise ValueError(f"metadata lacks {', '.join(missing)}")
-        # v1-v3 heads name their encoder too; a file naming none predates MPNet.
+        # A file naming no encoder is read as a MiniLM head, as every head before MPNet was.
         encoder = ENCODERS.get(meta.get("encoder", "sentence-transformers/all-MiniLM-L6-v2"))
         if encoder is None:
             raise ValueError(f"unknown encoder {meta['encoder']!r}; expected one of {', '.join(ENCODERS)}")
