@@ -93,7 +93,9 @@ def find_model_dir(name: str = "minilm") -> Path:
     if name == "mpnet":
         from . import weights  # imported here: the manifest is only read when MPNet is asked for
 
-        files = [weights.require(entry) for entry in MPNET_WEIGHTS]
+        # This runs on every check (a host may move the files); one manifest read serves all three.
+        manifest = weights.load_manifest()
+        files = [weights.require(entry, manifest=manifest) for entry in MPNET_WEIGHTS]
         if len({f.parent for f in files}) != 1:
             raise GuardUnavailable(f"semantic prompt classifier: all-mpnet-base-v2's files must share a folder, "
                                    f"found {', '.join(map(str, files))}")

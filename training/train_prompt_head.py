@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sdguard.prompt_semantic import FOLLOW_HEAD_FILE, HEAD_FILE, gate_passes, head_scores, save_head
+from sdguard.prompt_semantic import ENCODERS, FOLLOW_HEAD_FILE, HEAD_FILE, gate_passes, head_scores, save_head
 from sdguard.text_encoder import load_encoder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ DEFAULT_GATE_FP = 0.1
 # keeps the stage within 5 ms a prompt on one core; measured on the development sets, passing 100 %
 # instead gained no recall on I2P, MMA or P4D prompts (3 % lost 2-3 points on MMA and UnlearnDiff).
 DEFAULT_ESCALATE_FP = 0.05
-ENCODER_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
+ENCODER_NAMES = {short: name for name, short in ENCODERS.items()}  # "mpnet" → its hub name
 HIDDEN = 64
 ENSEMBLE = 5
 EPOCHS = 400
@@ -391,7 +391,7 @@ def _fit_one(sets: list[PromptSet], vectors: dict[str, np.ndarray], fp_target: f
 def write_outputs(out: Path, params: dict[str, np.ndarray], gate: dict[str, np.ndarray], report: dict,
                   sets: list[PromptSet]) -> None:
     metadata = {"name": HEAD_NAME, "version": HEAD_VERSION, "categories": ",".join(CATEGORIES),
-                "encoder": "sentence-transformers/all-MiniLM-L6-v2", "max_tokens": str(MAX_TOKENS),
+                "encoder": ENCODER_NAMES["minilm"], "max_tokens": str(MAX_TOKENS),
                 "thresholds": json.dumps(report["thresholds"]), "fp_target": str(report["fp_target"]),
                 "gate_thresholds": json.dumps(report["gate_thresholds"]), "gate_fp": str(report["gate_fp"]),
                 "trained": datetime.date.today().isoformat()}
