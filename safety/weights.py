@@ -124,11 +124,23 @@ def load_manifest(path: str | Path | None = None) -> dict[str, WeightSpec]:
         WeightsError: the file is not valid TOML or an entry is malformed (message names it).
     """
     path = Path(path) if path is not None else bundled_weights_dir() / MANIFEST_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise WeightsError(f"{path}: not valid TOML ({e})") from None
-    return {name: _spec(path, name, table) for name, table in data.items()}
+    stat = path.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    parsed = _parsed_manifests.get(path)
+    if parsed is None or parsed[0] != stamp:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise WeightsError(f"{path}: not valid TOML ({e})") from None
+        parsed = stamp, {name: _spec(path, name, table) for name, table in data.items()}
+        _parsed_manifests[path] = parsed
+    return dict(parsed[1])
+
+
+# Manifests already parsed, by path, with the (mtime, size) they had: MPNet's lookup reads the
+# bundled manifest on every prompt check, and parsing it costs about 2 ms. A file changed since
+# is parsed again.
+_parsed_manifests: dict[Path, tuple[tuple[int, int], dict[str, WeightSpec]]] = {}
 
 
 def _spec(path: Path, name: str, table: Any) -> WeightSpec:

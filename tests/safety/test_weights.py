@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -243,6 +244,21 @@ def test_malformed_manifest_is_rejected(tmp_path, body, match):
     path = tmp_path / "bad.toml"
     path.write_text(body)
     with pytest.raises(weights.WeightsError, match=match):
+        weights.load_manifest(path)
+
+
+def test_a_manifest_changed_on_disk_is_read_again(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[a]\nfile = "a.bin"\n')
+    first = weights.load_manifest(path)
+    first.pop("a")  # the caller's copy: the next read still has the entry
+    assert list(weights.load_manifest(path)) == ["a"]
+    path.write_text('[a]\nfile = "a.bin"\n[b]\nfile = "b.bin"\n')
+    os.utime(path, ns=(1, 1))  # a different mtime, however coarse the filesystem's clock
+    assert list(weights.load_manifest(path)) == ["a", "b"]
+    path.write_text("[b\n")
+    os.utime(path, ns=(2, 2))
+    with pytest.raises(weights.WeightsError, match="not valid TOML"):
         weights.load_manifest(path)
 
 
