@@ -257,12 +257,12 @@ def semantic_scores(prompts: Sequence[str], max_tokens: int, heads: Sequence[Pro
 
     heads = tuple(heads or default_heads())
     _check_chain(heads)
-    encoders = [_encoder_for(head) for head in heads]
     # NFKC folds full-width and styled letters (ｎｕｄｅ, 𝐧𝐮𝐝𝐞) that the uncased vocabularies
     # would otherwise read as [UNK].
     texts = [unicodedata.normalize("NFKC", p) for p in prompts]
-    if not use_gate:
-        return heads[-1].scores(encoders[-1].encode(texts, max_tokens)), np.full(len(texts), len(heads))
+    if not use_gate:  # only the last head reads prompts, so only its encoder is needed
+        return heads[-1].scores(_encoder_for(heads[-1]).encode(texts, max_tokens)), np.full(len(texts), len(heads))
+    encoders = [_encoder_for(head) for head in heads]
     scores = head_scores(heads[0].gate, encoders[0].bag_of_words(texts, max_tokens))
     stage = np.zeros(len(texts), dtype=np.int64)
     for k, (head, encoder) in enumerate(zip(heads, encoders)):

@@ -226,6 +226,17 @@ def test_a_lowered_threshold_sends_every_prompt_to_the_last_head(tiny, tmp_path,
     assert all(f.model == "test-follow@1" for row in found for f in row)
 
 
+def test_without_the_gate_only_the_last_heads_encoder_is_needed(tiny, tmp_path, monkeypatch):
+    (first,) = prompt_semantic.default_heads()
+    follow = _follow(first, 0.99, 0.5)
+    monkeypatch.setenv(text_encoder.MODEL_DIR_ENV, str(tmp_path / "no-minilm"))
+    with pytest.raises(GuardUnavailable, match="lacks"):
+        prompt_semantic.semantic_scores(BENIGN, 128, [first, follow])
+    scores, stage = prompt_semantic.semantic_scores(BENIGN, 128, [first, follow], use_gate=False)
+    np.testing.assert_allclose(scores, follow.scores(tiny.encode(BENIGN)), atol=1e-6)
+    assert (stage == 2).all()
+
+
 @pytest.mark.parametrize("follows, words", [("sdguard-prompt-head@2", "follows sdguard-prompt-head@2"),
                                             ("", "follows no head")])
 def test_a_head_that_follows_another_head_is_refused(follows, words):
