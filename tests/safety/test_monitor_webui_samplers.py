@@ -33,14 +33,16 @@ pytestmark = pytest.mark.skipif(not WEBUI_DIR, reason="set SDGUARD_WEBUI_DIR to 
 STEPS = 20
 SIGMA_MIN, SIGMA_MAX = 0.0292, 14.6146  # SD1.5's
 # Forge's samplers_k_diffusion (modules/sd_samplers_kdiffusion.py): (k_diffusion function or
-# "restart", discard_next_to_last_sigma). DPM fast and DPM adaptive take no sigmas: tested apart.
-SAMPLERS = {"DPM++ 2M": ("sample_dpmpp_2m", False), "DPM++ SDE": ("sample_dpmpp_sde", False),
-            "DPM++ 2M SDE": ("sample_dpmpp_2m_sde", False), "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", False),
-            "DPM++ 3M SDE": ("sample_dpmpp_3m_sde", True), "Euler a": ("sample_euler_ancestral", False),
-            "Euler": ("sample_euler", False), "LMS": ("sample_lms", False), "Heun": ("sample_heun", False),
-            "DPM2": ("sample_dpm_2", True), "DPM2 a": ("sample_dpm_2_ancestral", True),
-            "Restart": ("restart", False), "HeunPP2": ("sample_heunpp2", False), "IPNDM": ("sample_ipndm", False),
-            "IPNDM_V": ("sample_ipndm_v", False), "DEIS": ("sample_deis", False)}
+# "restart", discard_next_to_last_sigma, options). DPM fast and DPM adaptive take no sigmas: tested apart.
+SAMPLERS = {"DPM++ 2M": ("sample_dpmpp_2m", False, {}), "DPM++ SDE": ("sample_dpmpp_sde", False, {}),
+            "DPM++ 2M SDE": ("sample_dpmpp_2m_sde", False, {}),
+            "DPM++ 2M SDE Heun": ("sample_dpmpp_2m_sde", False, {"solver_type": "heun"}),
+            "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", False, {}), "DPM++ 3M SDE": ("sample_dpmpp_3m_sde", True, {}),
+            "Euler a": ("sample_euler_ancestral", False, {}), "Euler": ("sample_euler", False, {}),
+            "LMS": ("sample_lms", False, {}), "Heun": ("sample_heun", False, {}), "DPM2": ("sample_dpm_2", True, {}),
+            "DPM2 a": ("sample_dpm_2_ancestral", True, {}), "Restart": ("restart", False, {}),
+            "HeunPP2": ("sample_heunpp2", False, {}), "IPNDM": ("sample_ipndm", False, {}),
+            "IPNDM_V": ("sample_ipndm_v", False, {}), "DEIS": ("sample_deis", False, {})}
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +107,13 @@ def sample(forge, label: str, monitor, value: float, **options) -> WebUIRun:
     elif label == "DPM adaptive":
         sampling.sample_dpm_adaptive(run, x, SIGMA_MIN, SIGMA_MAX, **kwargs)
     else:
-        func, discard = SAMPLERS[label]
+        func, discard, sampler_options = SAMPLERS[label]
         # get_sigmas: one more step, then drop the next-to-last sigma
         sigmas = sampling.get_sigmas_karras(STEPS + discard, SIGMA_MIN, SIGMA_MAX)
         if discard:
             sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
-        (extra.restart_sampler if func == "restart" else getattr(sampling, func))(run, x, sigmas, **kwargs)
+        sampler = extra.restart_sampler if func == "restart" else getattr(sampling, func)
+        sampler(run, x, sigmas, **sampler_options, **kwargs)
     return run
 
 
