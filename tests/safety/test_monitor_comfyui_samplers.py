@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import types
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from _host_checkout import host_checkout  # noqa: E402
 from test_monitor import CLEAN, FLAG, monitor_for, make_policy  # noqa: E402
 
 from sdguard import Blocked  # noqa: E402
@@ -36,18 +36,9 @@ SAMPLERS = ("euler", "euler_ancestral", "heun", "heunpp2", "dpm_2", "dpm_2_ances
 
 @pytest.fixture(scope="module")
 def sampling():
-    sys.path.insert(0, COMFYUI_DIR)
-    before = set(sys.modules)
-    try:
-        try:
-            importlib.import_module("comfy.model_patcher")
-        except ImportError:  # it pulls in most of ComfyUI's requirements; only cfg_pp samplers use it
-            sys.modules["comfy.model_patcher"] = types.ModuleType("comfy.model_patcher")
+    # comfy.model_patcher pulls in most of ComfyUI's requirements; only cfg_pp samplers use it
+    with host_checkout(COMFYUI_DIR, {"comfy.model_patcher": {}}):
         yield importlib.import_module("comfy.k_diffusion.sampling")
-    finally:  # leave no comfy.* module (or the stub) to other tests
-        sys.path.remove(COMFYUI_DIR)
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
 
 
 class ToyModel:

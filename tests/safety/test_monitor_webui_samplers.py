@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import types
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from _host_checkout import host_checkout  # noqa: E402
 from test_monitor import CLEAN, FLAG, monitor_for, make_policy  # noqa: E402
 
 from sdguard import Blocked  # noqa: E402
@@ -47,26 +47,13 @@ SAMPLERS = {"DPM++ 2M": ("sample_dpmpp_2m", False, {}), "DPM++ SDE": ("sample_dp
 
 @pytest.fixture(scope="module")
 def forge():
-    sys.path.insert(0, WEBUI_DIR)
-    before = set(sys.modules)
-    try:
-        for name, attrs in (("torchvision.transforms.functional", {}),
-                            ("backend.modules.k_prediction", {"PredictionFlux": type("PredictionFlux", (), {})})):
-            try:
-                importlib.import_module(name)
-            except ImportError:
-                # k_diffusion/utils.py imports torchvision for image helpers, and sampling.py imports
-                # Forge's Flux predictor (which needs diffusers) for its *_RF samplers: neither is
-                # on the path of the samplers tested here.
-                for part in range(1, name.count(".") + 2):
-                    sys.modules.setdefault(".".join(name.split(".")[:part]),
-                                           types.ModuleType(".".join(name.split(".")[:part])))
-                vars(sys.modules[name]).update(attrs)
+    # k_diffusion/utils.py imports torchvision for image helpers, and sampling.py imports Forge's
+    # Flux predictor (which needs diffusers) for its *_RF samplers: neither is on the path of the
+    # samplers tested here.
+    stubs = {"torchvision.transforms.functional": {},
+             "backend.modules.k_prediction": {"PredictionFlux": type("PredictionFlux", (), {})}}
+    with host_checkout(WEBUI_DIR, stubs):
         yield (importlib.import_module("k_diffusion.sampling"), importlib.import_module("modules.sd_samplers_extra"))
-    finally:  # leave no Forge module (or stub) to other tests
-        sys.path.remove(WEBUI_DIR)
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
 
 
 class WebUIRun:
