@@ -44,5 +44,7 @@ def host_checkout(folder: str, stubs: Mapping[str, Mapping[str, Any]] = {}) -> I
 
 
 def _inside(module: types.ModuleType, root: str) -> bool:
-    files = [getattr(module, "__file__", None) or "", *getattr(module, "__path__", ())]
-    return any(os.path.abspath(f).startswith(root) for f in files if f)
+    # a namespace package has no __file__, only search locations (torch._classes has neither)
+    spec = getattr(module, "__spec__", None)
+    places = [getattr(module, "__file__", None), *(getattr(spec, "submodule_search_locations", None) or ())]
+    return any(isinstance(p, str) and os.path.abspath(p).startswith(root) for p in places)
