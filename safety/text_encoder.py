@@ -336,6 +336,11 @@ def _check_shapes(config: dict[str, Any], t: dict[str, np.ndarray], vocab_size: 
     if len(word) != 2 or word[1] != dim or word[0] < vocab_size:
         raise ValueError(f"word embeddings are {word}, expected ({vocab_size} or more, {dim}) for "
                          f"hidden_size {dim} and the tokenizer's {vocab_size} tokens")
+    if int(config["vocab_size"]) != vocab_size:
+        # Another model's tokenizer (MiniLM's in MPNet's folder) fits the embeddings but sends other
+        # ids, and the model quietly reads other words.
+        raise ValueError(f"tokenizer.json has {vocab_size} tokens and config.json's model "
+                         f"{config['vocab_size']}: they come from different models")
     positions = int(config["max_position_embeddings"])
     if model_type == "mpnet" and positions <= _MPNET_FIRST_POSITION:
         raise ValueError(f"max_position_embeddings {positions} leaves no position for a token")

@@ -140,6 +140,18 @@ def test_missing_mpnet_names_the_fetch_commands(tmp_path, monkeypatch):
         text_encoder.load_encoder("mpnet")
 
 
+def test_another_models_tokenizer_is_refused(tmp_path, monkeypatch):
+    # MiniLM's tokenizer.json in MPNet's folder used to load and read prompts as other words.
+    folder = _tiny_mpnet(tmp_path / "weights" / "all-mpnet-base-v2")
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    del tokenizer["model"]["vocab"]["dragon"]  # one token fewer than config.json's vocab_size
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(tmp_path / "weights"))
+    monkeypatch.setattr(text_encoder, "_CACHE", {})
+    with pytest.raises(GuardUnavailable, match="come from different models"):
+        text_encoder.load_encoder("mpnet")
+
+
 def test_mpnet_files_in_different_folders_are_refused(tmp_path, monkeypatch):
     _tiny_mpnet(tmp_path / "env" / "all-mpnet-base-v2")
     (tmp_path / "env" / "all-mpnet-base-v2" / "config.json").rename(tmp_path / "config.json")
