@@ -374,7 +374,8 @@ def fetch(name: str, *, progress: bool | Progress = True, trust_unverified: bool
     if not spec.has_checksum and not trust_unverified:
         raise WeightsError(f"no published checksum for '{name}' ({spec.url}); sdguard will not install "
                            f"an unverified file. Check its source, then re-run with --trust-unverified")
-    target = (Path(dest_dir) / PurePosixPath(spec.file).name) if dest_dir else cache_dir() / spec.file
+    # The manifest's sub-folder is kept under dest_dir, as every place `locate` looks keeps it.
+    target = (Path(dest_dir) if dest_dir else cache_dir()) / spec.file
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + PART_SUFFIX)
     reporter = StderrBar(spec.name) if progress is True else progress or None

@@ -299,11 +299,20 @@ def test_cli_fetch_failure_exits_2_with_message(tmp_path, server, capsys):
     assert captured.out == "" and "does not match the manifest" in captured.err
 
 
+def test_fetch_to_a_folder_keeps_the_sub_folder_so_it_is_found_there(tmp_path, server, monkeypatch):
+    # It used to drop "sub/": the file was never found, and two entries named config.json clashed.
+    manifest = write_manifest(tmp_path, server.url)
+    path = weights.fetch("demo", progress=False, dest_dir=tmp_path / "mine", manifest=manifest)
+    assert path == tmp_path / "mine" / "sub" / "demo.bin"
+    monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(tmp_path / "mine"))
+    assert weights.find("demo", manifest=manifest).path == path
+
+
 def test_cli_fetch_into_a_file_exits_2_with_message(tmp_path, server, capsys):
     manifest = str(write_manifest(tmp_path, server.url))
     not_a_folder = tmp_path / "taken"
     not_a_folder.write_text("mine")
     assert cli_main(["weights", "fetch", "demo", "--quiet", "--manifest", manifest, "--to", str(not_a_folder)]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and f"{not_a_folder}: File exists" in captured.err
+    assert captured.out == "" and f"{not_a_folder}{os.sep}sub: Not a directory" in captured.err
     assert not_a_folder.read_text() == "mine"
