@@ -88,14 +88,30 @@ def find_model_dir(name: str = "minilm") -> Path:
         `Path` of a folder holding `REQUIRED_FILES`.
 
     Raises:
-        `GuardUnavailable`: not there, or a required file is missing.
+        `GuardUnavailable`: not there, or a required file is missing (for MPNet: the message names
+            every missing file's fetch command), or the weights manifest cannot be read.
     """
     if name == "mpnet":
         from . import weights  # imported here: the manifest is only read when MPNet is asked for
 
         # This runs on every check (a host may move the files); one manifest read serves all three.
-        manifest = weights.load_manifest()
-        files = [weights.require(entry, manifest=manifest) for entry in MPNET_WEIGHTS]
+        try:
+            manifest = weights.load_manifest()
+            found = {entry: weights.find(entry, manifest=manifest) for entry in MPNET_WEIGHTS}
+        except (weights.WeightsError, OSError) as e:
+            raise GuardUnavailable(f"semantic prompt classifier: cannot read the weights manifest ({e}); "
+                                   f"reinstall sdguard") from None
+        missing = [entry for entry, place in found.items() if place is None]
+        if missing:  # every missing file in one message, so one reading fixes the install
+            spec = manifest[missing[0]]
+            folders = [*dict.fromkeys(str(path.parent) for path, source in weights.candidates(spec)
+                                      if source in ("env", "host", "cache")),
+                       *(f"<ComfyUI or WebUI folder>/{d}/{Path(spec.file).parent}" for d in spec.host_dirs)]
+            raise GuardUnavailable(f"semantic prompt classifier: all-mpnet-base-v2 lacks {', '.join(missing)}; "
+                                   f"get {'them' if len(missing) > 1 else 'it'} with: "
+                                   f"{'; '.join(f'sdguard weights fetch {m}' for m in missing)} (or put the "
+                                   f"files in {' or '.join(folders)})")
+        files = [place.path for place in found.values()]
         if len({f.parent for f in files}) != 1:
             raise GuardUnavailable(f"semantic prompt classifier: all-mpnet-base-v2's files must share a folder, "
                                    f"found {', '.join(map(str, files))}")

@@ -136,8 +136,19 @@ def test_mpnet_batches_match_prompts_encoded_alone(tiny, monkeypatch):
 def test_missing_mpnet_names_the_fetch_commands(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(tmp_path))
     monkeypatch.setattr(weights, "cache_dir", lambda: tmp_path / "cache")
-    with pytest.raises(GuardUnavailable, match="sdguard weights fetch all_mpnet_base_v2"):
+    with pytest.raises(GuardUnavailable) as e:
         text_encoder.load_encoder("mpnet")
+    # every missing file's command (it used to name only the first)
+    commands = "; ".join(f"sdguard weights fetch {entry}" for entry in text_encoder.MPNET_WEIGHTS)
+    assert f"{commands} (or put the files in {tmp_path}" in str(e.value)
+
+
+def test_an_unreadable_weights_manifest_makes_mpnet_unavailable(tmp_path, monkeypatch):
+    broken = tmp_path / "MANIFEST.toml"
+    broken.write_text("[all_mpnet_base_v2\n")
+    monkeypatch.setattr(weights, "bundled_weights_dir", lambda: tmp_path)
+    with pytest.raises(GuardUnavailable, match="cannot read the weights manifest"):
+        text_encoder.find_model_dir("mpnet")
 
 
 def test_another_models_tokenizer_is_refused(tmp_path, monkeypatch):
