@@ -281,8 +281,11 @@ def missing_message(spec: WeightSpec, model_roots: Sequence[str | Path] = ()) ->
     if spec.url:
         how.append(f"sdguard weights fetch {spec.name} (or download {spec.url} yourself)")
     hint = f". Get it with: {' or '.join(how)}" if how else ""
+    folder = PurePosixPath(spec.file).parent
+    # $SDGUARD_WEIGHTS_DIR holds the manifest's path, sub-folder included
+    holding = f"the folder holding {folder}/" if folder.parts else "the folder holding it"
     return (f"weights '{spec.name}' ({spec.file}) not found. Put the file at {'; '.join(places)}; "
-            f"or set ${ENV_WEIGHTS_DIR} to the folder holding it{hint}")
+            f"or set ${ENV_WEIGHTS_DIR} to {holding}{hint}")
 
 
 # -- checksums --------------------------------------------------------------------------------

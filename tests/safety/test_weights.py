@@ -208,6 +208,8 @@ def test_missing_message_names_file_places_and_command(tmp_path):
     assert str(tmp_path / "cache" / "weights" / "sub" / "demo.bin") in message
     assert "models/vae_approx/sub/demo.bin" in message
     assert "sdguard weights fetch demo" in message
+    # the folder to name is the one holding sub/, not sub/ itself
+    assert f"set ${weights.ENV_WEIGHTS_DIR} to the folder holding sub/." in message
 
 
 def test_package_member_is_found_without_download(tmp_path, monkeypatch):
